@@ -1,0 +1,141 @@
+"""The ``[etlops]`` configuration section, declared once and read the Airflow way.
+
+``OPTIONS`` feeds the provider info (so ``airflow config list --section etlops``
+documents every option) and gives the fallbacks used when reading. Values come
+from ``airflow.cfg`` or ``AIRFLOW__ETLOPS__<OPTION>`` environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from etlops_airflow.exceptions import ConfigError
+
+SECTION = "etlops"
+
+OPTIONS: dict[str, dict[str, Any]] = {
+    "store_conn_id": {
+        "description": (
+            "Airflow Connection id of the etlops store (types: postgres, sqlite or etlops_store). "
+            "When set it wins over store_url. Use it for PostgreSQL in production."
+        ),
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": "etlops_store",
+        "default": "",
+    },
+    "store_url": {
+        "description": (
+            "SQLAlchemy URL of the etlops store, used when store_conn_id is empty. Empty means a SQLite "
+            "file etlops.db in AIRFLOW_HOME (WAL mode)."
+        ),
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": "postgresql+psycopg://etlops:secret@db:5432/etlops",
+        "default": "",
+    },
+    "record_task_outcomes": {
+        "description": (
+            "Record every task instance outcome (success, failed, up_for_retry, skipped) in the store "
+            "through the etlops listener. Failing to record never fails the task."
+        ),
+        "version_added": "0.1.0",
+        "type": "boolean",
+        "example": "False",
+        "default": "True",
+    },
+    "store_connect_timeout": {
+        "description": "Seconds to wait for a connection to a store server before giving up.",
+        "version_added": "0.1.0",
+        "type": "integer",
+        "example": "10",
+        "default": "5",
+    },
+    "sqlite_busy_timeout": {
+        "description": "Seconds a SQLite store write waits for another process's write to finish.",
+        "version_added": "0.1.0",
+        "type": "integer",
+        "example": "60",
+        "default": "30",
+    },
+}
+
+
+def _conf() -> Any:
+    try:
+        from airflow.sdk.configuration import conf
+    except ImportError:  # pragma: no cover - Airflow without the task SDK
+        from airflow.configuration import conf
+    return conf
+
+
+def get(option: str) -> str:
+    """Read one ``[etlops]`` option as text, falling back to the declared default."""
+    default = OPTIONS[option]["default"]
+    env = os.environ.get(f"AIRFLOW__ETLOPS__{option.upper()}")
+    if env is not None:
+        return env
+    try:
+        value = _conf().get(SECTION, option, fallback=default)
+    except Exception:  # an unreadable config must not take the caller down
+        value = default
+    return str(value) if value is not None else default
+
+
+def get_bool(option: str) -> bool:
+    raw = get(option).strip().lower()
+    if raw in ("true", "t", "1", "yes", "y", "on"):
+        return True
+    if raw in ("false", "f", "0", "no", "n", "off", ""):
+        return False
+    raise ConfigError(option, raw, "expected a boolean (True or False)")
+
+
+def get_int(option: str, minimum: int = 0) -> int:
+    raw = get(option).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(option, raw, "expected a whole number") from None
+    if value < minimum:
+        raise ConfigError(option, raw, f"must be at least {minimum}")
+    return value
+
+
+def airflow_home() -> str:
+    home = os.environ.get("AIRFLOW_HOME")
+    if home:
+        return os.path.expanduser(home)
+    try:
+        value = _conf().get("core", "airflow_home", fallback=None)
+    except Exception:
+        value = None
+    return os.path.expanduser(value or "~/airflow")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Where the store is and how to reach it."""
+
+    url: str
+    connect_timeout: int
+    sqlite_busy_timeout: int
+    source: str  # which option gave the URL, for error messages
+
+
+def store_settings() -> StoreSettings:
+    """Resolve the store location: store_conn_id, else store_url, else SQLite in AIRFLOW_HOME."""
+    timeout = get_int("store_connect_timeout", minimum=1)
+    busy = get_int("sqlite_busy_timeout", minimum=0)
+    conn_id = get("store_conn_id").strip()
+    if conn_id:
+        from etlops_airflow.hooks.store import url_from_connection_id
+
+        return StoreSettings(url_from_connection_id(conn_id), timeout, busy, f"store_conn_id={conn_id!r}")
+    url = get("store_url").strip()
+    if url:
+        return StoreSettings(url, timeout, busy, "store_url")
+    path = os.path.join(airflow_home(), "etlops.db")
+    return StoreSettings(f"sqlite:///{path}", timeout, busy, "default (AIRFLOW_HOME/etlops.db)")

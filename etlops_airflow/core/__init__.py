@@ -1,0 +1,1 @@
+"""The engine: plain Python that decides. Nothing below this package imports Airflow."""

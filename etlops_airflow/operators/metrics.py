@@ -1,0 +1,67 @@
+"""Operator that writes metric points into the etlops store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from etlops_airflow._validate import metric_name
+
+
+class RecordMetricsOperator(BaseOperator):
+    """Write metric points into the etlops store in one transaction.
+
+    :param metrics: list of ``{"name": ..., "value": ..., "labels": {...}}``. Templated, so a
+        value can come from XCom: ``"{{ ti.xcom_pull('load')['rows'] }}"``. Values are
+        converted with ``float()`` when the task runs.
+    :param add_run_labels: add ``dag_id`` and ``task_id`` labels of the producing DAG run.
+    :param etlops_conn_id: store connection; default the ``[etlops]`` store.
+    """
+
+    template_fields: Sequence[str] = ("metrics",)
+    ui_color = "#e8f4ea"
+
+    def __init__(
+        self,
+        *,
+        metrics: list[dict[str, Any]],
+        add_run_labels: bool = True,
+        etlops_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = f"RecordMetricsOperator {kwargs.get('task_id', '?')!r}"
+        if not isinstance(metrics, list) or not metrics:
+            raise ValueError(f"{owner}: metrics {metrics!r}: expected a non-empty list of dicts")
+        for i, item in enumerate(metrics):
+            if not isinstance(item, dict) or "name" not in item or "value" not in item:
+                raise ValueError(f"{owner}: metrics[{i}] {item!r}: expected a dict with name and value")
+            extra = set(item) - {"name", "value", "labels"}
+            if extra:
+                raise ValueError(f"{owner}: metrics[{i}] has unknown keys {sorted(extra)!r}")
+            metric_name(owner, f"metrics[{i}].name", item["name"])
+        self.metrics = metrics
+        self.add_run_labels = add_run_labels
+        self.etlops_conn_id = etlops_conn_id
+
+    def execute(self, context: Any) -> int:
+        from etlops_airflow.core.models import MetricPoint
+        from etlops_airflow.hooks.store import EtlopsStoreHook
+
+        points = []
+        for i, item in enumerate(self.metrics):
+            raw = item["value"]
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"metrics[{i}] ({item['name']!r}) value {raw!r} is not a number") from None
+            labels = {str(k): str(v) for k, v in (item.get("labels") or {}).items()}
+            if self.add_run_labels:
+                labels.setdefault("dag_id", self.dag_id)
+                labels.setdefault("task_id", self.task_id)
+            points.append(MetricPoint(item["name"], value, labels))
+        written = EtlopsStoreHook(self.etlops_conn_id).store.write_points(points)
+        self.log.info("Recorded %d metric point(s): %s", written, ", ".join(p.name for p in points))
+        return written

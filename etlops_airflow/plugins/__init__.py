@@ -1,0 +1,44 @@
+"""The ``etlops`` Airflow plugin: outcome listener and the etlops API app.
+
+Every Airflow process imports this module (workers at task start), so it only
+defines classes; the FastAPI app is built on its first request, in the API server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.plugins_manager import AirflowPlugin
+
+from etlops_airflow.listeners import outcomes as _outcome_listener
+
+
+class LazyASGIApp:
+    """An ASGI app that builds the real FastAPI app on first use."""
+
+    def __init__(self, factory: str) -> None:
+        self._factory = factory
+        self._app: Any = None
+
+    def _get(self) -> Any:
+        if self._app is None:
+            import importlib
+
+            module_name, _, attr = self._factory.partition(":")
+            self._app = getattr(importlib.import_module(module_name), attr)()
+        return self._app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._get()(scope, receive, send)
+
+
+class EtlopsPlugin(AirflowPlugin):
+    name = "etlops"
+    listeners = [_outcome_listener]
+    fastapi_apps = [
+        {
+            "app": LazyASGIApp("etlops_airflow.plugins.api:create_app"),
+            "url_prefix": "/etlops",
+            "name": "etlops API",
+        }
+    ]
