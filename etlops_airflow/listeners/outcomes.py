@@ -80,8 +80,9 @@ def record_task_instance(ti: Any, state: str, error: BaseException | str | None 
         return True
     except Exception as exc:
         _failed_at = time.monotonic()
-        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-        _last_error = f"{type(exc).__name__}: {first_line}"
+        from etlops_airflow._log import one_line
+
+        _last_error = one_line(exc)
         try:
             from etlops_airflow.store.engine import mask_url
 

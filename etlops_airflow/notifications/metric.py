@@ -50,4 +50,6 @@ class RecordMetricNotifier(BaseNotifier):
                 labels.setdefault("task_id", task_id)
             EtlopsStoreHook(self.etlops_conn_id).store.write_point(self.name, self.value, labels)
         except Exception as exc:
-            self.log.warning("etlops: metric %r not recorded: %s: %s", self.name, type(exc).__name__, exc)
+            from etlops_airflow._log import log, one_line
+
+            log.warning("etlops: metric %r not recorded: %s; the run is not affected", self.name, one_line(exc))

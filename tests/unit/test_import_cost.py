@@ -1,0 +1,45 @@
+"""DAG files import our modules at parse time: they must not drag in heavy libraries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+DAG_FACING = [
+    "etlops_airflow",
+    "etlops_airflow.operators.metrics",
+    "etlops_airflow.sensors.metric",
+    "etlops_airflow.notifications.metric",
+    "etlops_airflow.hooks.store",
+    "etlops_airflow.plugins",
+    "etlops_airflow.listeners.outcomes",
+]
+HEAVY = ("fastapi", "starlette", "slack_sdk", "psycopg", "sqlalchemy.dialects", "sqlalchemy.orm", "etlops_airflow.store")
+
+PROBE = """
+import json, sys
+from airflow.sdk import DAG, BaseOperator, BaseSensorOperator, BaseNotifier, BaseHook, task
+before = set(sys.modules)
+for name in {modules!r}:
+    __import__(name)
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_dag_facing_modules_add_no_heavy_imports() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(modules=DAG_FACING)], capture_output=True, text=True, check=True
+    )
+    added = json.loads(out.stdout.strip().splitlines()[-1])
+    heavy = [m for m in added if m.startswith(HEAVY)]
+    assert heavy == [], f"DAG-facing imports pulled in {heavy}"
+
+
+def test_package_root_is_lazy() -> None:
+    code = "import sys, etlops_airflow; print('etlops_airflow.metrics' in sys.modules, 'airflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+    code = "import etlops_airflow; print(etlops_airflow.record_metric.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "etlops_airflow.metrics"

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import etlops_airflow
+from etlops_airflow import MetricPoint, record_metric, record_metrics
+from etlops_airflow.exceptions import InvalidMetricError
+from etlops_airflow.store import Store, get_store
+
+
+def test_record_metric_goes_to_the_configured_store(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> None:
+    monkeypatch.setenv("AIRFLOW__ETLOPS__STORE_URL", sqlite_url)
+    record_metric("rows_loaded", 120, {"table": "orders"})
+    record_metrics(
+        [
+            MetricPoint("rows_loaded", 30, {"table": "orders"}),
+            {"name": "rows_loaded", "value": 5, "labels": {"table": "users"}},
+            ("rows_loaded", 7, {"table": "orders"}),
+        ]
+    )
+    store = get_store()
+    assert store.display_url == sqlite_url
+    assert store.aggregate("rows_loaded", fn="sum", labels={"table": "orders"}, window=60) == 157
+    assert store.aggregate("rows_loaded", fn="count", window=60) == 4
+
+
+def test_explicit_store_and_timestamp(sqlite_url: str) -> None:
+    store = Store.from_url(sqlite_url)
+    record_metric("lag", 3.5, ts=1_000.0, store=store)
+    assert store.aggregate("lag", fn="last", start=999, end=1001) == 3.5
+    assert store.aggregate("lag", fn="count", window=60, end=time.time()) == 0
+
+
+def test_bad_items_are_refused_before_anything_is_written(sqlite_url: str) -> None:
+    store = Store.from_url(sqlite_url)
+    with pytest.raises(TypeError, match="unknown|expected"):
+        record_metrics([("ok", 1), {"name": "x", "value": 1, "lables": {}}], store=store)
+    with pytest.raises(InvalidMetricError, match="'bad name'"):
+        record_metrics([("ok", 1), ("bad name", 1)], store=store)
+    assert store.aggregate("ok", fn="count", window=60) == 0
+
+
+def test_unknown_attribute_of_package_root() -> None:
+    with pytest.raises(AttributeError, match="nope"):
+        etlops_airflow.nope  # noqa: B018
