@@ -25,6 +25,7 @@ venv: $(STAMP)
 
 lint: venv
 	$(VENV)/bin/ruff check etlops_airflow dags tests bench
+	$(VENV)/bin/ruff format --check etlops_airflow dags tests bench
 	$(VENV)/bin/mypy
 
 test: venv lint

@@ -10,7 +10,7 @@ from typing import Any
 def get_etlops_cli_commands() -> list[Any]:
     from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_command
 
-    output = Arg(("-o", "--output"), help="Output format", choices=("text", "json"), default="text")
+    output = Arg(("-o", "--output"), help="Output format", choices=("text", "json"), default="text")  # type: ignore[no-untyped-call]
     return [
         GroupCommand(
             name="etlops",

@@ -56,7 +56,9 @@ def record_metric(
     store: Store | None = None,
 ) -> None:
     """Record one metric point (``ts`` in seconds since the epoch, default now)."""
-    record_metrics([MetricPoint(name, value, dict(labels or {}), time.time() if ts is None else ts)], store=store)
+    record_metrics(
+        [MetricPoint(name, value, dict(labels or {}), time.time() if ts is None else ts)], store=store
+    )
 
 
 def record_metrics(

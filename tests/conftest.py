@@ -15,7 +15,7 @@ os.environ["AIRFLOW_HOME"] = _HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
-os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = "etlops-test-jwt-secret-etlops-test-jwt-secret"
+os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = "etlops-test-jwt-secret-" + "0123456789abcdef" * 4
 os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin,viewer:viewer"
 os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = os.path.join(_HOME, "passwords.json")
 for _name in list(os.environ):

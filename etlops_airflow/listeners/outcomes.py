@@ -68,7 +68,9 @@ def record_task_instance(ti: Any, state: str, error: BaseException | str | None 
 
         if not config.get_bool("record_task_outcomes"):
             return False
-        where = f"{getattr(ti, 'dag_id', '?')}.{getattr(ti, 'task_id', '?')} try {getattr(ti, 'try_number', '?')}"
+        where = (
+            f"{getattr(ti, 'dag_id', '?')}.{getattr(ti, 'task_id', '?')} try {getattr(ti, 'try_number', '?')}"
+        )
         if _failed_at is not None and time.monotonic() - _failed_at < _BACKOFF_S:
             log.warning("etlops: outcome of %s not recorded: store unavailable (%s)", where, _last_error)
             return False
@@ -84,9 +86,8 @@ def record_task_instance(ti: Any, state: str, error: BaseException | str | None 
 
         _last_error = one_line(exc)
         try:
-            from etlops_airflow.store.engine import mask_url
-
             from etlops_airflow import config
+            from etlops_airflow.store.engine import mask_url
 
             target = mask_url(config.store_settings().url)
         except Exception:
@@ -108,7 +109,9 @@ def on_task_instance_success(previous_state: Any, task_instance: Any) -> None:
 
 @hookimpl
 def on_task_instance_failed(previous_state: Any, task_instance: Any, error: Any) -> None:
-    state = "up_for_retry" if _state_name(getattr(task_instance, "state", None)) == "up_for_retry" else "failed"
+    state = (
+        "up_for_retry" if _state_name(getattr(task_instance, "state", None)) == "up_for_retry" else "failed"
+    )
     record_task_instance(task_instance, state, error)
 
 

@@ -52,4 +52,6 @@ class RecordMetricNotifier(BaseNotifier):
         except Exception as exc:
             from etlops_airflow._log import log, one_line
 
-            log.warning("etlops: metric %r not recorded: %s; the run is not affected", self.name, one_line(exc))
+            log.warning(
+                "etlops: metric %r not recorded: %s; the run is not affected", self.name, one_line(exc)
+            )

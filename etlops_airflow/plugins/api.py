@@ -4,12 +4,13 @@ Every route sits behind Airflow's auth manager (plugin view access); outcomes ar
 further limited to the DAGs the user may read.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FastAPI resolves the route annotations at runtime.
 import time
 from dataclasses import asdict
 from typing import Annotated, Any
 
+from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_view
 from fastapi import Depends, FastAPI, HTTPException, Query
 
 
@@ -20,9 +21,6 @@ def _authorized_dag_ids(user: Any) -> set[str]:
 
 
 def create_app() -> FastAPI:
-    from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
-    from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_view
-
     from etlops_airflow.store import get_store
     from etlops_airflow.store.upgrades import HEAD
 

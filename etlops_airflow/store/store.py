@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,13 @@ from etlops_airflow.store import schema, upgrades
 from etlops_airflow.store.engine import READ_ONLY, create_store_engine, mask_url
 
 AGGREGATES = ("avg", "sum", "min", "max", "count", "last")
-_SQL_AGG = {"avg": func.avg, "sum": func.sum, "min": func.min, "max": func.max, "count": func.count}
+_SQL_AGG: dict[str, Callable[..., Any]] = {
+    "avg": func.avg,
+    "sum": func.sum,
+    "min": func.min,
+    "max": func.max,
+    "count": func.count,
+}
 _OUTCOME_UPDATE = (
     "state",
     "start_ts",

@@ -18,13 +18,19 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__ETLOPS__STORE_URL", "postgresql://u@h/db")
     monkeypatch.setenv("AIRFLOW__ETLOPS__STORE_CONNECT_TIMEOUT", "9")
     settings = config.store_settings()
-    assert (settings.url, settings.connect_timeout, settings.source) == ("postgresql://u@h/db", 9, "store_url")
+    assert (settings.url, settings.connect_timeout, settings.source) == (
+        "postgresql://u@h/db",
+        9,
+        "store_url",
+    )
 
 
 def test_connection_id_wins_over_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__ETLOPS__STORE_URL", "sqlite:////nowhere.db")
     monkeypatch.setenv("AIRFLOW__ETLOPS__STORE_CONN_ID", "etlops_pg")
-    monkeypatch.setenv("AIRFLOW_CONN_ETLOPS_PG", "postgresql://etl:s3cret@db.example:5433/ops?sslmode=require")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ETLOPS_PG", "postgresql://etl:s3cret@db.example:5433/ops?sslmode=require"
+    )
     settings = config.store_settings()
     assert settings.url == "postgresql+psycopg://etl:s3cret@db.example:5433/ops?sslmode=require"
     assert "etlops_pg" in settings.source

@@ -15,7 +15,15 @@ DAG_FACING = [
     "etlops_airflow.plugins",
     "etlops_airflow.listeners.outcomes",
 ]
-HEAVY = ("fastapi", "starlette", "slack_sdk", "psycopg", "sqlalchemy.dialects", "sqlalchemy.orm", "etlops_airflow.store")
+HEAVY = (
+    "fastapi",
+    "starlette",
+    "slack_sdk",
+    "psycopg",
+    "sqlalchemy.dialects",
+    "sqlalchemy.orm",
+    "etlops_airflow.store",
+)
 
 PROBE = """
 import json, sys
@@ -37,7 +45,9 @@ def test_dag_facing_modules_add_no_heavy_imports() -> None:
 
 
 def test_package_root_is_lazy() -> None:
-    code = "import sys, etlops_airflow; print('etlops_airflow.metrics' in sys.modules, 'airflow' in sys.modules)"
+    code = (
+        "import sys, etlops_airflow; print('etlops_airflow.metrics' in sys.modules, 'airflow' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
     code = "import etlops_airflow; print(etlops_airflow.record_metric.__module__)"

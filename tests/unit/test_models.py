@@ -9,7 +9,9 @@ from etlops_airflow.exceptions import InvalidMetricError
 
 
 def test_labels_are_canonical_whatever_the_order() -> None:
-    assert canonical_labels({"b": "2", "a": 1}) == canonical_labels({"a": "1", "b": "2"}) == '{"a":"1","b":"2"}'
+    assert (
+        canonical_labels({"b": "2", "a": 1}) == canonical_labels({"a": "1", "b": "2"}) == '{"a":"1","b":"2"}'
+    )
     assert canonical_labels(None) == "{}"
 
 

@@ -87,7 +87,10 @@ def test_metric_sensor_pokes_the_store(configured: str) -> None:
 
 def test_notifier_records_a_point_with_dag_and_task(configured: str) -> None:
     notifier = RecordMetricNotifier("dag_run_failures", labels={"team": "data"})
-    context = {"dag": SimpleNamespace(dag_id="orders"), "ti": SimpleNamespace(dag_id="orders", task_id="load")}
+    context = {
+        "dag": SimpleNamespace(dag_id="orders"),
+        "ti": SimpleNamespace(dag_id="orders", task_id="load"),
+    }
     notifier.notify(context)
     notifier.notify(context)
     labels = {"dag_id": "orders", "task_id": "load", "team": "data"}

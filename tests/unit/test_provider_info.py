@@ -7,10 +7,10 @@ import json
 from importlib import metadata
 from pathlib import Path
 
+import airflow
 import jsonschema
 import pytest
 
-import airflow
 from etlops_airflow.get_provider_info import get_provider_info
 
 SCHEMA = Path(airflow.__file__).parent / "provider_info.schema.json"
@@ -36,7 +36,9 @@ def test_entry_points_are_registered() -> None:
 
 def test_every_declared_class_and_module_exists() -> None:
     info = get_provider_info()
-    modules = [m for key in ("operators", "sensors", "hooks") for item in info[key] for m in item["python-modules"]]
+    modules = [
+        m for key in ("operators", "sensors", "hooks") for item in info[key] for m in item["python-modules"]
+    ]
     for module in modules:
         importlib.import_module(module)
     dotted = [c["hook-class-name"] for c in info["connection-types"]] + info["notifications"] + info["cli"]

@@ -26,7 +26,9 @@ def test_upgrade_is_idempotent(store: Store) -> None:
 def test_newer_schema_is_refused(store: Store) -> None:
     with store.engine.begin() as conn:
         conn.execute(
-            insert(schema.schema_version).values(version=upgrades.HEAD + 1, description="future", applied_at=0)
+            insert(schema.schema_version).values(
+                version=upgrades.HEAD + 1, description="future", applied_at=0
+            )
         )
     with pytest.raises(StoreSchemaError, match="upgrade etlops-airflow"):
         store.upgrade()
