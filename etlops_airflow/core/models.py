@@ -20,6 +20,11 @@ MAX_ERROR_MESSAGE = 2000
 TASK_STATES = ("success", "failed", "up_for_retry", "skipped")
 
 
+def to_ms(seconds: float) -> int:
+    """Whole milliseconds, rounded down (the epsilon absorbs float error such as 1.001 * 1000)."""
+    return math.floor(seconds * 1000 + 1e-6)
+
+
 def canonical_labels(labels: Mapping[str, Any] | None) -> str:
     """Labels as one canonical JSON text: sorted keys, string values. Validates names and sizes."""
     if not labels:
@@ -70,7 +75,7 @@ class MetricPoint:
 
     @property
     def ts_ms(self) -> int:
-        return int(round(self.ts * 1000))
+        return to_ms(self.ts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ writers never deadlock on a read-to-write lock upgrade ("database is locked").
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -50,6 +51,34 @@ def parse_store_url(url: str, source: str = "store_url") -> URL:
     raise ConfigError(source, mask_url(parsed), f"unsupported database {backend!r}; use sqlite or postgresql")
 
 
+def _ensure_wal(cur: Any, busy_timeout: float) -> None:
+    """Switch the file to WAL (persistent, so only the first connection ever does it).
+
+    The switch needs an exclusive lock and SQLite answers "database is locked" at once,
+    without the busy handler, while another process holds any lock: retry until the busy
+    timeout, as every other statement would wait.
+    """
+    import sqlite3
+
+    if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + max(busy_timeout, 1)
+    delay = 0.005
+    while True:
+        try:
+            mode = str(cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        else:
+            if mode == "wal":
+                return
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError(f"could not switch the store to WAL mode (still {mode!r})")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
 def _sqlite_engine(url: URL, busy_timeout: int) -> Engine:
     memory = url.database in (None, "", ":memory:")
     kwargs: dict[str, Any] = {"connect_args": {"timeout": busy_timeout, "check_same_thread": False}}
@@ -65,7 +94,7 @@ def _sqlite_engine(url: URL, busy_timeout: int) -> Engine:
         try:
             cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             if not memory:
-                cur.execute("PRAGMA journal_mode = WAL")
+                _ensure_wal(cur, busy_timeout)
             # NORMAL is crash-safe in WAL mode (a power cut may lose the last commits, never corrupts).
             cur.execute("PRAGMA synchronous = NORMAL")
             cur.execute("PRAGMA foreign_keys = ON")

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL
 
-from etlops_airflow.core.models import MetricPoint, TaskOutcome
+from etlops_airflow.core.models import MetricPoint, TaskOutcome, to_ms
 from etlops_airflow.exceptions import StoreError
 from etlops_airflow.store import schema, upgrades
 from etlops_airflow.store.engine import READ_ONLY, create_store_engine, mask_url
@@ -60,7 +60,14 @@ def _check_fn(fn: str, allowed: Sequence[str]) -> None:
 
 
 def _window(start: float | None, end: float | None, window: float | None) -> tuple[int, int]:
-    end_s = time.time() if end is None else end
+    """``[start_ms, end_ms)``. With no ``end`` the window closes *now*, inclusive: a point
+    recorded a moment ago (even in the same millisecond) is in "the last N seconds"."""
+    if end is None:
+        end_s = time.time()
+        end_ms = to_ms(end_s) + 1
+    else:
+        end_s = end
+        end_ms = to_ms(end)
     if start is None:
         if window is None:
             raise ValueError("give start or window (seconds)")
@@ -69,7 +76,7 @@ def _window(start: float | None, end: float | None, window: float | None) -> tup
         start = end_s - window
     if start > end_s:
         raise ValueError(f"window start {start!r} is after end {end_s!r}")
-    return int(round(start * 1000)), int(round(end_s * 1000))
+    return to_ms(start), end_ms
 
 
 class Store:

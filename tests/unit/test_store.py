@@ -50,6 +50,19 @@ def test_windowed_aggregates_are_computed_over_the_window(store: Store) -> None:
     assert store.aggregate("nothing", fn="count", **window) == 0
 
 
+def test_a_point_just_written_is_in_the_last_window(store: Store) -> None:
+    # "the last N seconds" includes a point recorded in the very same millisecond
+    for i in range(200):
+        store.write_point("fresh", 1.0)
+        assert store.aggregate("fresh", fn="count", window=60) == i + 1
+
+
+def test_explicit_window_end_is_exclusive(store: Store) -> None:
+    store.write_points([MetricPoint("edge", 1.0, {}, 1.001), MetricPoint("edge", 2.0, {}, 2.0)])
+    assert store.aggregate("edge", fn="sum", start=1.001, end=2.0) == 1.0
+    assert store.aggregate("edge", fn="sum", start=1.0, end=2.001) == 3.0
+
+
 def test_label_filter_is_a_subset_match(store: Store) -> None:
     store.write_points(_points("lag", [1], {"source": "kafka", "topic": "a"}))
     store.write_points(_points("lag", [2], {"source": "kafka", "topic": "b"}))
