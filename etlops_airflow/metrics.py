@@ -8,6 +8,11 @@
 Writes go to the configured store (``[etlops] store_conn_id`` / ``store_url`` /
 SQLite in AIRFLOW_HOME) unless a ``store`` is passed. A batch is written in one
 transaction: all points or none.
+
+A bad point (name, label, value) always raises ``InvalidMetricError`` before anything is
+written: that is a bug in the caller. An unreachable store does not fail the pipeline:
+one warning line is logged and nothing is written (the call returns 0), unless
+``strict=True``, which raises instead.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from etlops_airflow.core.models import MetricPoint
+from etlops_airflow.exceptions import InvalidMetricError
 
 if TYPE_CHECKING:
     from etlops_airflow.store.store import Store
@@ -54,20 +60,44 @@ def record_metric(
     *,
     ts: float | None = None,
     store: Store | None = None,
-) -> None:
-    """Record one metric point (``ts`` in seconds since the epoch, default now)."""
-    record_metrics(
-        [MetricPoint(name, value, dict(labels or {}), time.time() if ts is None else ts)], store=store
-    )
+    strict: bool = False,
+) -> bool:
+    """Record one metric point (``ts`` in seconds since the epoch, default now).
+    Returns whether it was written."""
+    point = MetricPoint(name, value, dict(labels or {}), time.time() if ts is None else ts)
+    return record_metrics([point], store=store, strict=strict) == 1
 
 
 def record_metrics(
-    points: Iterable[MetricPoint | Mapping[str, Any] | tuple[Any, ...]], *, store: Store | None = None
+    points: Iterable[MetricPoint | Mapping[str, Any] | tuple[Any, ...]],
+    *,
+    store: Store | None = None,
+    strict: bool = False,
 ) -> int:
-    """Record many points in one transaction. Returns how many were written."""
+    """Record many points in one transaction. Returns how many were written (0 if the
+    store could not be reached and ``strict`` is false)."""
     batch = [_as_point(p) for p in points]
-    if store is None:
-        from etlops_airflow.store import get_store
+    if not batch:
+        return 0
+    try:
+        if store is None:
+            from etlops_airflow.store import get_store
 
-        store = get_store()
-    return store.write_points(batch)
+            store = get_store()
+        return store.write_points(batch)
+    except InvalidMetricError:
+        raise
+    except Exception as exc:
+        if strict:
+            raise
+        from etlops_airflow._log import log, one_line
+
+        where = store.display_url if store is not None else "(configured store)"
+        log.warning(
+            "etlops: %d metric point(s) (%s) not recorded in store %s: %s; the task is not affected",
+            len(batch),
+            ", ".join(sorted({p.name for p in batch}))[:200],
+            where,
+            one_line(exc),
+        )
+        return 0

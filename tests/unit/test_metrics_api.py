@@ -12,7 +12,7 @@ from etlops_airflow.store import Store, get_store
 
 def test_record_metric_goes_to_the_configured_store(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> None:
     monkeypatch.setenv("AIRFLOW__ETLOPS__STORE_URL", sqlite_url)
-    record_metric("rows_loaded", 120, {"table": "orders"})
+    assert record_metric("rows_loaded", 120, {"table": "orders"}) is True
     record_metrics(
         [
             MetricPoint("rows_loaded", 30, {"table": "orders"}),
@@ -45,3 +45,20 @@ def test_bad_items_are_refused_before_anything_is_written(sqlite_url: str) -> No
 def test_unknown_attribute_of_package_root() -> None:
     with pytest.raises(AttributeError, match="nope"):
         etlops_airflow.nope  # noqa: B018
+
+
+def test_unreachable_store_does_not_fail_the_task_unless_strict(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("AIRFLOW__ETLOPS__STORE_URL", "postgresql://etl:hunter2@127.0.0.1:9/nowhere")
+    caplog.set_level("WARNING", logger="etlops_airflow")
+    assert record_metric("rows_loaded", 1) is False
+    assert record_metrics([("a", 1), ("b", 2)]) == 0
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("etlops_airflow")]
+    assert len(messages) == 2
+    assert "rows_loaded" in messages[0] and "not recorded" in messages[0] and "127.0.0.1:9" in messages[0]
+    assert all("hunter2" not in m for m in messages)
+    with pytest.raises(Exception, match="connection"):
+        record_metric("rows_loaded", 1, strict=True)
+    with pytest.raises(InvalidMetricError):  # a caller bug is never swallowed
+        record_metric("bad name", 1)
