@@ -4,21 +4,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
 VENV="${VENV:-.venv}"
+case "$VENV" in /*) VENV_BIN="$VENV/bin" ;; *) VENV_BIN="$ROOT/$VENV/bin" ;; esac
 PORT="${ETLOPS_DEMO_PORT:-8080}"
-export AIRFLOW_HOME="$ROOT/.demo/airflow"
+DEMO="${ETLOPS_DEMO_HOME:-$ROOT/.demo}"
+export AIRFLOW_HOME="$DEMO/airflow"
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin"
-export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$ROOT/.demo/passwords.json"
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$DEMO/passwords.json"
 export AIRFLOW__API__PORT="$PORT"
 export AIRFLOW__API__BASE_URL="http://localhost:$PORT"
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
 # airflow standalone starts its components with the `airflow` command found on PATH.
-export PATH="$ROOT/$VENV/bin:$PATH"
+export PATH="$VENV_BIN:$PATH"
 mkdir -p "$AIRFLOW_HOME"
-[ -f "$ROOT/.demo/passwords.json" ] || echo '{"admin": "admin"}' > "$ROOT/.demo/passwords.json"
+[ -f "$DEMO/passwords.json" ] || echo '{"admin": "admin"}' > "$DEMO/passwords.json"
 
-airflow db migrate > "$ROOT/.demo/migrate.log" 2>&1 || { cat "$ROOT/.demo/migrate.log"; exit 1; }
+airflow db migrate > "$DEMO/migrate.log" 2>&1 || { cat "$DEMO/migrate.log"; exit 1; }
 airflow etlops store-upgrade
 
 cat <<MSG
