@@ -105,14 +105,14 @@ def get_int(option: str, minimum: int = 0) -> int:
 
 
 def airflow_home() -> str:
+    """Absolute, so every process finds the same store whatever its working directory."""
     home = os.environ.get("AIRFLOW_HOME")
-    if home:
-        return os.path.expanduser(home)
-    try:
-        value = _conf().get("core", "airflow_home", fallback=None)
-    except Exception:
-        value = None
-    return os.path.expanduser(value or "~/airflow")
+    if not home:
+        try:
+            home = _conf().get("core", "airflow_home", fallback=None)
+        except Exception:
+            home = None
+    return os.path.abspath(os.path.expanduser(home or "~/airflow"))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,14 @@ def test_default_store_is_sqlite_in_airflow_home() -> None:
     assert settings.connect_timeout == 5 and settings.sqlite_busy_timeout == 30
 
 
+def test_relative_airflow_home_gives_an_absolute_store_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AIRFLOW_HOME", "airflow-home")
+    assert config.store_settings().url == f"sqlite:///{os.path.join(tmp_path, 'airflow-home', 'etlops.db')}"
+
+
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__ETLOPS__STORE_URL", "postgresql://u@h/db")
     monkeypatch.setenv("AIRFLOW__ETLOPS__STORE_CONNECT_TIMEOUT", "9")
