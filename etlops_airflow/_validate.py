@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from typing import Any
 
 from etlops_airflow.core.models import METRIC_NAME_RE
 
-COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
-SENSOR_AGGREGATES = ("avg", "sum", "min", "max", "count", "last")
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+COMPARISONS = tuple(_OPS)
 
 
 def is_templated(value: Any) -> bool:
@@ -38,14 +47,4 @@ def positive_number(owner: str, field: str, value: Any) -> float:
 
 
 def compare(left: float, op: str, right: float) -> bool:
-    if op == ">":
-        return left > right
-    if op == ">=":
-        return left >= right
-    if op == "<":
-        return left < right
-    if op == "<=":
-        return left <= right
-    if op == "==":
-        return left == right
-    return left != right
+    return _OPS[op](left, right)

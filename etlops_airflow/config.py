@@ -125,11 +125,12 @@ class StoreSettings:
     source: str  # which option gave the URL, for error messages
 
 
-def store_settings() -> StoreSettings:
-    """Resolve the store location: store_conn_id, else store_url, else SQLite in AIRFLOW_HOME."""
+def store_settings(conn_id: str | None = None) -> StoreSettings:
+    """Resolve the store location: ``conn_id`` if given, else store_conn_id, else store_url,
+    else SQLite in AIRFLOW_HOME."""
     timeout = get_int("store_connect_timeout", minimum=1)
     busy = get_int("sqlite_busy_timeout", minimum=0)
-    conn_id = get("store_conn_id").strip()
+    conn_id = conn_id or get("store_conn_id").strip()
     if conn_id:
         from etlops_airflow.hooks.store import url_from_connection_id
 

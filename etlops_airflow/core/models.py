@@ -18,6 +18,8 @@ MAX_LABEL_VALUE = 500
 MAX_ERROR_MESSAGE = 2000
 
 TASK_STATES = ("success", "failed", "up_for_retry", "skipped")
+# Aggregates the store computes over a window (``last`` = the newest value).
+AGGREGATES = ("avg", "sum", "min", "max", "count", "last")
 
 
 def to_ms(seconds: float) -> int:

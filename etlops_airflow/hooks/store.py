@@ -91,17 +91,9 @@ class EtlopsStoreHook(BaseHook):
     @cached_property
     def store(self) -> Store:
         from etlops_airflow import config
-        from etlops_airflow.store import get_store, store_from_settings
+        from etlops_airflow.store import store_from_settings
 
-        if self.etlops_conn_id is None:
-            return get_store()
-        settings = config.StoreSettings(
-            url=url_from_connection_id(self.etlops_conn_id),
-            connect_timeout=config.get_int("store_connect_timeout", minimum=1),
-            sqlite_busy_timeout=config.get_int("sqlite_busy_timeout"),
-            source=f"connection {self.etlops_conn_id!r}",
-        )
-        return store_from_settings(settings)
+        return store_from_settings(config.store_settings(self.etlops_conn_id))
 
     def get_conn(self) -> Store:
         return self.store

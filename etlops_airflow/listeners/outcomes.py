@@ -15,6 +15,9 @@ from typing import Any
 
 import pluggy
 
+from etlops_airflow import config
+from etlops_airflow._log import one_line
+
 log = logging.getLogger("etlops_airflow.listener")
 
 # Same project name as Airflow's own hook specs.
@@ -64,8 +67,6 @@ def record_task_instance(ti: Any, state: str, error: BaseException | str | None 
     """Store one outcome. Returns whether it was stored; never raises."""
     global _failed_at, _last_error
     try:
-        from etlops_airflow import config
-
         if not config.get_bool("record_task_outcomes"):
             return False
         where = (
@@ -82,11 +83,8 @@ def record_task_instance(ti: Any, state: str, error: BaseException | str | None 
         return True
     except Exception as exc:
         _failed_at = time.monotonic()
-        from etlops_airflow._log import one_line
-
         _last_error = one_line(exc)
         try:
-            from etlops_airflow import config
             from etlops_airflow.store.engine import mask_url
 
             target = mask_url(config.store_settings().url)

@@ -9,12 +9,12 @@ from airflow.sdk import BaseSensorOperator
 
 from etlops_airflow._validate import (
     COMPARISONS,
-    SENSOR_AGGREGATES,
     choice,
     compare,
     metric_name,
     positive_number,
 )
+from etlops_airflow.core.models import AGGREGATES
 
 
 class MetricSensor(BaseSensorOperator):
@@ -46,7 +46,7 @@ class MetricSensor(BaseSensorOperator):
         owner = f"MetricSensor {kwargs.get('task_id', '?')!r}"
         self.metric = metric_name(owner, "metric", metric)
         self.op = choice(owner, "op", op, COMPARISONS)
-        self.fn = choice(owner, "fn", fn, SENSOR_AGGREGATES)
+        self.fn = choice(owner, "fn", fn, AGGREGATES)
         self.window = positive_number(owner, "window", window)
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
             raise ValueError(f"{owner}: threshold {threshold!r}: expected a number")

@@ -18,12 +18,11 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL
 
-from etlops_airflow.core.models import MetricPoint, TaskOutcome, to_ms
+from etlops_airflow.core.models import AGGREGATES, MetricPoint, TaskOutcome, to_ms
 from etlops_airflow.exceptions import StoreError
 from etlops_airflow.store import schema, upgrades
 from etlops_airflow.store.engine import READ_ONLY, create_store_engine, mask_url
 
-AGGREGATES = ("avg", "sum", "min", "max", "count", "last")
 _SQL_AGG: dict[str, Callable[..., Any]] = {
     "avg": func.avg,
     "sum": func.sum,
