@@ -1,22 +1,15 @@
-"""Parse-time checks shared by operators, sensors and notifiers (cheap: no heavy imports)."""
+"""Parse-time checks shared by operators, sensors and notifiers (cheap: no heavy imports).
+
+Each raises :class:`~etlops_airflow.exceptions.ValidationError` naming the owner (e.g.
+``MetricSensor 'wait'``), the field and the value.
+"""
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
 from typing import Any
 
 from etlops_airflow.core.models import METRIC_NAME_RE
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
-COMPARISONS = tuple(_OPS)
+from etlops_airflow.exceptions import ValidationError
 
 
 def is_templated(value: Any) -> bool:
@@ -26,25 +19,30 @@ def is_templated(value: Any) -> bool:
 def metric_name(owner: str, field: str, value: Any) -> str:
     if is_templated(value):
         return str(value)
-    if not isinstance(value, str) or not METRIC_NAME_RE.match(value):
-        raise ValueError(
-            f"{owner}: {field} {value!r} is not a metric name "
-            "(letters, digits, _ : . ; not starting with a digit; at most 200 characters)"
+    if not isinstance(value, str) or not METRIC_NAME_RE.fullmatch(value):
+        raise ValidationError(
+            field,
+            value,
+            "is not a metric name (letters, digits, _ : . ; not starting with a digit; "
+            "at most 200 characters)",
+            owner=owner,
         )
     return value
 
 
 def choice(owner: str, field: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise ValueError(f"{owner}: {field} {value!r}: expected one of {', '.join(allowed)}")
+        raise ValidationError(field, value, f"expected one of {', '.join(allowed)}", owner=owner)
     return str(value)
 
 
 def positive_number(owner: str, field: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{owner}: {field} {value!r}: expected a positive number of seconds")
+        raise ValidationError(field, value, "expected a positive number of seconds", owner=owner)
     return float(value)
 
 
-def compare(left: float, op: str, right: float) -> bool:
-    return _OPS[op](left, right)
+def number(owner: str, field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(field, value, "expected a number", owner=owner)
+    return float(value)

@@ -38,7 +38,7 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 
 def store_upgrade(args: argparse.Namespace) -> None:
-    from etlops_airflow.store import get_store
+    from etlops_airflow.runtime import get_store
 
     store = get_store()
     before, after = store.upgrade()
@@ -51,21 +51,13 @@ def store_upgrade(args: argparse.Namespace) -> None:
 
 
 def store_status(args: argparse.Namespace) -> None:
-    from sqlalchemy import func, select
+    """Reads only: no write lock, no DDL, even on an empty or old store."""
+    from etlops_airflow.runtime import get_store
 
-    from etlops_airflow.store import get_store, schema
-    from etlops_airflow.store.upgrades import HEAD
-
-    store = get_store()
-    version = store.schema_version()
-    counts: dict[str, int] = {}
-    if version:
-        with store.engine.connect() as conn:
-            for table in (schema.metric_series, schema.metric_points, schema.task_outcomes):
-                counts[table.name] = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-    data = {"url": store.display_url, "schema_version": version, "schema_head": HEAD, "rows": counts}
-    lines = [f"store: {store.display_url}", f"schema: {version} (package head {HEAD})"]
-    lines += [f"{name}: {n} rows" for name, n in counts.items()]
-    if version < HEAD:
+    data = get_store().status()
+    version, head = data["schema_version"], data["schema_head"]
+    lines = [f"store: {data['url']}", f"schema: {version} (package head {head})"]
+    lines += [f"{name}: {n} rows" for name, n in data["rows"].items()]
+    if version < head:
         lines.append("run `airflow etlops store-upgrade` (tasks also upgrade it on first use)")
     _emit(args, data, "\n".join(lines))

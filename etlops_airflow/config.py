@@ -1,14 +1,16 @@
 """The ``[etlops]`` configuration section, declared once and read the Airflow way.
 
-``OPTIONS`` feeds the provider info (so ``airflow config list --section etlops``
-documents every option) and gives the fallbacks used when reading. Values come
-from ``airflow.cfg`` or ``AIRFLOW__ETLOPS__<OPTION>`` environment variables.
+``OPTIONS`` feeds the provider info (so ``airflow config list --section etlops`` documents
+every option) and gives the fallbacks used when reading. Values come from ``airflow.cfg`` or
+``AIRFLOW__ETLOPS__<OPTION>``; options declared ``sensitive`` also accept the ``_CMD`` and
+``_SECRET`` variants and are hidden by ``airflow config list``.
+
+This module only reads options. Resolving them into a store is ``etlops_airflow.runtime``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from etlops_airflow.exceptions import ConfigError
@@ -29,10 +31,12 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "store_url": {
         "description": (
             "SQLAlchemy URL of the etlops store, used when store_conn_id is empty. Empty means a SQLite "
-            "file etlops.db in AIRFLOW_HOME (WAL mode)."
+            "file etlops.db in AIRFLOW_HOME (WAL mode). Sensitive: hidden by airflow config list, and "
+            "can be given as AIRFLOW__ETLOPS__STORE_URL_CMD or _SECRET."
         ),
         "version_added": "0.1.0",
         "type": "string",
+        "sensitive": True,
         "example": "postgresql+psycopg://etlops:secret@db:5432/etlops",
         "default": "",
     },
@@ -72,15 +76,21 @@ def _conf() -> Any:
 
 
 def get(option: str) -> str:
-    """Read one ``[etlops]`` option as text, falling back to the declared default."""
-    default = OPTIONS[option]["default"]
-    env = os.environ.get(f"AIRFLOW__ETLOPS__{option.upper()}")
-    if env is not None:
-        return env
+    """Read one ``[etlops]`` option as text, falling back to the declared default.
+
+    Airflow's parser reads ``airflow.cfg``, ``AIRFLOW__ETLOPS__<OPTION>`` and, for sensitive
+    options, the ``_CMD`` / ``_SECRET`` variants.
+    """
+    spec = OPTIONS[option]
+    default = spec["default"]
     try:
         value = _conf().get(SECTION, option, fallback=default)
-    except Exception:  # an unreadable config must not take the caller down
-        value = default
+    except Exception as exc:
+        if spec.get("sensitive"):
+            # A failing _CMD or secret backend must not silently fall back to another store.
+            raise ConfigError(option, "(sensitive)", f"could not be read: {type(exc).__name__}") from None
+        env = os.environ.get(f"AIRFLOW__ETLOPS__{option.upper()}")
+        value = env if env is not None else default
     return str(value) if value is not None else default
 
 
@@ -113,30 +123,3 @@ def airflow_home() -> str:
         except Exception:
             home = None
     return os.path.abspath(os.path.expanduser(home or "~/airflow"))
-
-
-@dataclass(frozen=True)
-class StoreSettings:
-    """Where the store is and how to reach it."""
-
-    url: str
-    connect_timeout: int
-    sqlite_busy_timeout: int
-    source: str  # which option gave the URL, for error messages
-
-
-def store_settings(conn_id: str | None = None) -> StoreSettings:
-    """Resolve the store location: ``conn_id`` if given, else store_conn_id, else store_url,
-    else SQLite in AIRFLOW_HOME."""
-    timeout = get_int("store_connect_timeout", minimum=1)
-    busy = get_int("sqlite_busy_timeout", minimum=0)
-    conn_id = conn_id or get("store_conn_id").strip()
-    if conn_id:
-        from etlops_airflow.hooks.store import url_from_connection_id
-
-        return StoreSettings(url_from_connection_id(conn_id), timeout, busy, f"store_conn_id={conn_id!r}")
-    url = get("store_url").strip()
-    if url:
-        return StoreSettings(url, timeout, busy, "store_url")
-    path = os.path.join(airflow_home(), "etlops.db")
-    return StoreSettings(f"sqlite:///{path}", timeout, busy, "default (AIRFLOW_HOME/etlops.db)")

@@ -1,4 +1,8 @@
-"""The one exceptions module: every error the package raises on purpose derives from EtlopsError."""
+"""The one exceptions module: every error the package raises on purpose derives from EtlopsError.
+
+Errors about input carry the field and the value (``ValidationError`` and its subclasses);
+store errors carry the store (masked URL) and the operation, never the SQL parameters.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +11,72 @@ class EtlopsError(Exception):
     """Base class of every error etlops-airflow raises on purpose."""
 
 
-class ConfigError(EtlopsError, ValueError):
+class ValidationError(EtlopsError, ValueError):
+    """A value given to etlops is wrong. Names the field and the value (and who was given it)."""
+
+    def __init__(self, field: str, value: object, reason: str, *, owner: str | None = None) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        self.owner = owner
+        prefix = f"{owner}: " if owner else ""
+        super().__init__(f"{prefix}{field} {_show(value)}: {reason}")
+
+
+def _show(value: object, limit: int = 120) -> str:
+    """``repr`` of a value, shortened so that a huge input does not flood a log line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ConfigError(ValidationError):
     """A configuration value is wrong. Carries the option and the offending value."""
 
     def __init__(self, option: str, value: object, reason: str) -> None:
+        super().__init__(option, value, reason)
         self.option = option
-        self.value = value
-        self.reason = reason
-        super().__init__(f"[etlops] {option} = {value!r}: {reason}")
+        self.args = (f"[etlops] {option} = {_show(value)}: {reason}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidMetricError(ValidationError):
+    """A metric point has a bad name, label, value or timestamp."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        super().__init__(field, value, reason, owner="metric")
+
+
+class InvalidOutcomeError(ValidationError):
+    """A task outcome has a bad field."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        super().__init__(field, value, reason, owner="task outcome")
 
 
 class StoreError(EtlopsError):
-    """The store could not be reached, created or upgraded."""
+    """The store could not be reached or refused an operation.
+
+    ``store`` is the masked URL, ``operation`` what was being done; the message holds the
+    driver's first line only (never the statement's parameters).
+    """
+
+    def __init__(self, message: str, *, store: str | None = None, operation: str | None = None) -> None:
+        self.store = store
+        self.operation = operation
+        super().__init__(message)
 
 
 class StoreSchemaError(StoreError):
     """The store's schema is newer than this package understands, or an upgrade failed."""
 
-    def __init__(self, found: int, expected: int, reason: str) -> None:
+    def __init__(self, found: int, expected: int, reason: str, *, store: str | None = None) -> None:
         self.found = found
         self.expected = expected
-        super().__init__(f"store schema version {found} (this package knows up to {expected}): {reason}")
-
-
-class InvalidMetricError(EtlopsError, ValueError):
-    """A metric point has a bad name, label or value."""
-
-    def __init__(self, field: str, value: object, reason: str) -> None:
-        self.field = field
-        self.value = value
-        super().__init__(f"metric {field} {value!r}: {reason}")
+        where = f"store {store}: " if store else "store "
+        super().__init__(
+            f"{where}schema version {found} (this package knows up to {expected}): {reason}",
+            store=store,
+            operation="schema upgrade",
+        )

@@ -25,5 +25,14 @@ for _name in list(os.environ):
 pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.airflow"]
 
 
+def pytest_collection_modifyitems(config: object, items: list[object]) -> None:
+    """Everything under tests/integration is in the integration tier (``make unit`` skips it)."""
+    import pytest
+
+    for item in items:
+        if "tests/integration/" in str(getattr(item, "path", "")):
+            item.add_marker(pytest.mark.integration)  # type: ignore[attr-defined]
+
+
 def pytest_sessionfinish(session: object, exitstatus: int) -> None:
     shutil.rmtree(_HOME, ignore_errors=True)

@@ -1,21 +1,34 @@
-"""Plain data the store keeps: metric points and task outcomes, with their validation."""
+"""Plain data the store keeps: metric points and task outcomes, with their validation.
+
+Every check that decides whether a value may be stored lives here, so that SQLite and
+PostgreSQL are given only values both accept: a bad value is refused with an error naming
+the field and the value before any database sees it.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from etlops_airflow.exceptions import InvalidMetricError
+from etlops_airflow.exceptions import InvalidMetricError, InvalidOutcomeError
 
-METRIC_NAME_RE = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:.]{0,199}$")
-LABEL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
-MAX_LABEL_VALUE = 500
+METRIC_NAME_RE = re.compile(r"[A-Za-z_:][A-Za-z0-9_:.]{0,199}")
+LABEL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+MAX_LABEL_VALUE = 500  # characters of one label value
+MAX_LABELS = 32  # labels on one point
+MAX_LABELS_TEXT = 8192  # characters of the canonical labels text of one series
+MAX_IDENTIFIER = 250  # dag_id, task_id, run_id, hostname, error class (the columns' width)
 MAX_ERROR_MESSAGE = 2000
+MAX_INT32 = 2**31 - 1
+# Timestamps are seconds since the epoch. 1 Jan 2200 is far enough for any pipeline and far
+# below a timestamp in milliseconds (1.7e12 today), so a unit mistake cannot slip through.
+MAX_TS = 7_258_118_400.0
 
 TASK_STATES = ("success", "failed", "up_for_retry", "skipped")
 # Aggregates the store computes over a window (``last`` = the newest value).
@@ -27,62 +40,185 @@ def to_ms(seconds: float) -> int:
     return math.floor(seconds * 1000 + 1e-6)
 
 
-def canonical_labels(labels: Mapping[str, Any] | None) -> str:
-    """Labels as one canonical JSON text: sorted keys, string values. Validates names and sizes."""
-    if not labels:
-        return "{}"
+def _unit_hint(value: float) -> str:
+    for unit, factor in (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9)):
+        if value / factor <= MAX_TS:
+            return f"looks like {unit} since the epoch; pass seconds (divide by {factor:,.0f})"
+    return "is beyond the year 2200; pass seconds since the epoch"
+
+
+def check_number(
+    field_name: str, value: Any, error: type[InvalidMetricError] | type[InvalidOutcomeError]
+) -> float:
+    """A finite real number (not a bool, not a string) as float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise error(field_name, value, f"must be a number, not {type(value).__name__}")
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        raise error(field_name, value, "does not fit a 64-bit float") from None
+    if not math.isfinite(number):
+        raise error(field_name, value, "must be finite")
+    return number
+
+
+def check_timestamp(
+    field_name: str, value: Any, error: type[InvalidMetricError] | type[InvalidOutcomeError]
+) -> float:
+    """Seconds since the epoch, between 1970 and 2200."""
+    ts = check_number(field_name, value, error)
+    if ts < 0:
+        raise error(field_name, value, "must not be before 1970 (seconds since the epoch)")
+    if ts > MAX_TS:
+        raise error(field_name, value, _unit_hint(ts))
+    return ts
+
+
+def _is_text(value: str) -> bool:
+    """Text both databases store as given: no NUL character, encodable as UTF-8."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def clean_text(value: str) -> str:
+    """Free text (messages) made storable: NUL shown as ``\\x00``, unencodable characters replaced."""
+    text = value.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def label_value(key: str, value: Any) -> str:
+    """A label value as stored: text, or an int/float/bool written with ``str()``."""
+    field_name = f"label {key!r} value"
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool) or isinstance(value, numbers.Integral):
+        text = str(value)
+    elif isinstance(value, numbers.Real):
+        text = str(check_number(field_name, value, InvalidMetricError))
+    else:
+        raise InvalidMetricError(field_name, value, f"must be text or a number, not {type(value).__name__}")
+    if len(text) > MAX_LABEL_VALUE:
+        raise InvalidMetricError(field_name, text[:40] + "…", f"is longer than {MAX_LABEL_VALUE} characters")
+    if not _is_text(text):
+        raise InvalidMetricError(field_name, text, "must be text without NUL characters, encodable as UTF-8")
+    return text
+
+
+def clean_labels(labels: Any) -> dict[str, str]:
+    """Validated labels with text values. ``None`` means no labels."""
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise InvalidMetricError(
+            "labels", labels, f"must be a mapping of names to values, not {type(labels).__name__}"
+        )
+    if len(labels) > MAX_LABELS:
+        raise InvalidMetricError("labels", f"{len(labels)} labels", f"at most {MAX_LABELS} labels per point")
     clean: dict[str, str] = {}
     for key, value in labels.items():
-        if not isinstance(key, str) or not LABEL_NAME_RE.match(key):
+        if not isinstance(key, str) or not LABEL_NAME_RE.fullmatch(key):
             raise InvalidMetricError(
                 "label name", key, "must match [A-Za-z_][A-Za-z0-9_]* and be at most 100 characters"
             )
-        if value is None:
-            raise InvalidMetricError(f"label {key!r} value", value, "must not be None")
-        text = value if isinstance(value, str) else str(value)
-        if len(text) > MAX_LABEL_VALUE:
-            raise InvalidMetricError(f"label {key!r} value", text[:40] + "…", "is longer than 500 characters")
-        clean[key] = text
-    return json.dumps(clean, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        clean[key] = label_value(key, value)
+    return clean
+
+
+def canonical_labels(labels: Mapping[str, Any] | None) -> str:
+    """Labels as one canonical JSON text: sorted keys, text values. Validates names and sizes."""
+    clean = clean_labels(labels)
+    if not clean:
+        return "{}"
+    text = json.dumps(clean, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if len(text) > MAX_LABELS_TEXT:
+        raise InvalidMetricError(
+            "labels",
+            f"{len(text)} characters",
+            f"all labels together must be at most {MAX_LABELS_TEXT} characters",
+        )
+    return text
+
+
+def check_metric_name(name: Any, field_name: str = "name") -> str:
+    if not isinstance(name, str) or not METRIC_NAME_RE.fullmatch(name):
+        raise InvalidMetricError(
+            field_name, name, "must match [A-Za-z_:][A-Za-z0-9_:.]* and be at most 200 characters"
+        )
+    return name
 
 
 @dataclass(frozen=True, slots=True)
 class MetricPoint:
-    """One sample of a named, labelled metric. ``ts`` is seconds since the epoch (UTC)."""
+    """One sample of a named, labelled metric. ``ts`` is seconds since the epoch (UTC).
+
+    Built points are valid: the name, every label, the value and the timestamp are checked
+    here, so a batch is refused before anything is written.
+    """
 
     name: str
     value: float
     labels: Mapping[str, str] = field(default_factory=dict)
     ts: float = field(default_factory=time.time)
+    labels_key: str = field(init=False, repr=False, compare=False, default="{}")
+    ts_ms: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not METRIC_NAME_RE.match(self.name):
-            raise InvalidMetricError(
-                "name", self.name, "must match [A-Za-z_:][A-Za-z0-9_:.]* and be at most 200 characters"
-            )
-        if isinstance(self.value, bool) or not isinstance(self.value, (int, float)):
-            raise InvalidMetricError(f"{self.name} value", self.value, "must be a number")
-        if not math.isfinite(self.value):
-            raise InvalidMetricError(f"{self.name} value", self.value, "must be finite")
-        if isinstance(self.ts, bool) or not isinstance(self.ts, (int, float)) or not math.isfinite(self.ts):
-            raise InvalidMetricError(f"{self.name} ts", self.ts, "must be seconds since the epoch")
-        if self.ts < 0:
-            raise InvalidMetricError(f"{self.name} ts", self.ts, "must not be before 1970")
-        # Validate labels eagerly so a bad point fails where it is built, not at write time.
-        canonical_labels(self.labels)
+        check_metric_name(self.name)
+        value = check_number(f"{self.name} value", self.value, InvalidMetricError)
+        ts = check_timestamp(f"{self.name} ts", self.ts, InvalidMetricError)
+        key = canonical_labels(self.labels)
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "ts", ts)
+        object.__setattr__(self, "labels", json.loads(key) if key != "{}" else {})
+        object.__setattr__(self, "labels_key", key)
+        object.__setattr__(self, "ts_ms", to_ms(ts))
 
-    @property
-    def labels_key(self) -> str:
-        return canonical_labels(self.labels)
 
-    @property
-    def ts_ms(self) -> int:
-        return to_ms(self.ts)
+def _identifier(field_name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidOutcomeError(field_name, value, "must be non-empty text")
+    if len(value) > MAX_IDENTIFIER:
+        raise InvalidOutcomeError(field_name, value, f"is longer than {MAX_IDENTIFIER} characters")
+    if not _is_text(value):
+        raise InvalidOutcomeError(
+            field_name, value, "must be text without NUL characters, encodable as UTF-8"
+        )
+    return value
+
+
+def _whole(field_name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidOutcomeError(field_name, value, f"must be a whole number, not {type(value).__name__}")
+    number = int(value)
+    if not minimum <= number <= MAX_INT32:
+        raise InvalidOutcomeError(field_name, value, f"must be between {minimum} and {MAX_INT32}")
+    return number
+
+
+def _bounded_text(value: Any, limit: int) -> str | None:
+    if value is None:
+        return None
+    text = clean_text(value if isinstance(value, str) else str(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)
 class TaskOutcome:
-    """How one try of one task instance ended."""
+    """How one try of one task instance ended.
+
+    Identifiers are checked (refused when empty, too long for their column, or holding NUL);
+    free text (error class and message, host) is made storable: NUL shown as ``\\x00`` and
+    cut to its column's size.
+    """
 
     dag_id: str
     task_id: str
@@ -98,11 +234,24 @@ class TaskOutcome:
     hostname: str | None = None
 
     def __post_init__(self) -> None:
-        if self.state not in TASK_STATES:
-            raise ValueError(f"task outcome state {self.state!r}: expected one of {', '.join(TASK_STATES)}")
         for name in ("dag_id", "task_id", "run_id"):
-            if not getattr(self, name):
-                raise ValueError(f"task outcome {name} {getattr(self, name)!r}: must not be empty")
+            _identifier(name, getattr(self, name))
+        if self.state not in TASK_STATES:
+            raise InvalidOutcomeError("state", self.state, f"expected one of {', '.join(TASK_STATES)}")
+        object.__setattr__(self, "try_number", _whole("try_number", self.try_number, 0))
+        object.__setattr__(self, "map_index", _whole("map_index", self.map_index, -1))
+        for name in ("start_ts", "end_ts"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, check_timestamp(name, value, InvalidOutcomeError))
+        if self.duration_s is not None:
+            duration = check_number("duration_s", self.duration_s, InvalidOutcomeError)
+            if duration < 0:
+                raise InvalidOutcomeError("duration_s", self.duration_s, "must not be negative")
+            object.__setattr__(self, "duration_s", duration)
+        object.__setattr__(self, "error_class", _bounded_text(self.error_class, MAX_IDENTIFIER))
+        object.__setattr__(self, "error_message", _bounded_text(self.error_message, MAX_ERROR_MESSAGE))
+        object.__setattr__(self, "hostname", _bounded_text(self.hostname, MAX_IDENTIFIER))
 
 
 def error_fields(error: BaseException | str | None) -> tuple[str | None, str | None]:

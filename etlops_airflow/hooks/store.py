@@ -7,6 +7,9 @@ Connection types understood:
 * ``sqlite``: host is the database file path.
 * ``etlops_store``: extra ``{"sqlalchemy_url": "..."}``, or the fields as for postgres
   with extra ``{"dialect": "postgresql" | "sqlite"}``.
+
+The password (and a ``sqlalchemy_url`` extra, which holds one) is registered with Airflow's
+secrets masker when read, so task logs show *** instead.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
+from etlops_airflow._secrets import mask_url_password
 from etlops_airflow.exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from etlops_airflow.store.store import Store
+    from etlops_airflow.store import Store
 
 _PG_TYPES = ("postgres", "postgresql")
 _PASSTHROUGH_EXTRA = ("sslmode", "sslrootcert", "sslcert", "sslkey")
@@ -36,13 +40,14 @@ def url_from_connection(conn: Any) -> str:
     if conn_type == "etlops_store":
         explicit = extra.get("sqlalchemy_url")
         if explicit:
+            mask_url_password(str(explicit))
             return str(explicit)
         dialect = str(extra.get("dialect", "postgresql")).lower()
     if dialect in _PG_TYPES:
         query = {k: str(extra[k]) for k in _PASSTHROUGH_EXTRA if extra.get(k)}
         if not conn.host:
             raise ConfigError("store_conn_id", conn_id, "the PostgreSQL connection has no host")
-        return URL.create(
+        url = URL.create(
             "postgresql+psycopg",
             username=conn.login or None,
             password=conn.password or None,
@@ -51,6 +56,8 @@ def url_from_connection(conn: Any) -> str:
             database=conn.schema or None,
             query=query,
         ).render_as_string(hide_password=False)
+        mask_url_password(url)
+        return url
     if dialect == "sqlite":
         path = conn.host or conn.schema
         if not path:
@@ -90,20 +97,25 @@ class EtlopsStoreHook(BaseHook):
 
     @cached_property
     def store(self) -> Store:
-        from etlops_airflow import config
-        from etlops_airflow.store import store_from_settings
+        from etlops_airflow.runtime import store_for
 
-        return store_from_settings(config.store_settings(self.etlops_conn_id))
+        return store_for(self.etlops_conn_id)
 
     def get_conn(self) -> Store:
         return self.store
 
     def test_connection(self) -> tuple[bool, str]:
+        """Reads only: connects, reads the schema version; takes no lock and creates nothing."""
         try:
-            version = self.store.upgrade()[1]
+            status = self.store.status()
         except Exception as exc:
-            return False, f"{type(exc).__name__}: {exc}"
-        return True, f"store reachable, schema version {version}"
+            from etlops_airflow._secrets import redact
+
+            return False, redact(f"{type(exc).__name__}: {exc}")
+        version, head = status["schema_version"], status["schema_head"]
+        if version == 0:
+            return True, f"store reachable, empty: tasks create the schema (version {head}) on first use"
+        return True, f"store reachable, schema version {version} (this package: {head})"
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

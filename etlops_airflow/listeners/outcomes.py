@@ -47,6 +47,11 @@ def outcome_from_ti(ti: Any, state: str, error: BaseException | str | None) -> A
     end = _ts(getattr(ti, "end_date", None)) or time.time()
     map_index = getattr(ti, "map_index", None)
     error_class, error_message = error_fields(error)
+    if error_message:
+        # The API shows messages to every viewer: a DSN or token in an exception must not reach it.
+        from etlops_airflow._secrets import redact
+
+        error_message = redact(error_message)
     return TaskOutcome(
         dag_id=ti.dag_id,
         task_id=ti.task_id,
@@ -76,18 +81,18 @@ def record_task_instance(ti: Any, state: str, error: BaseException | str | None 
             log.warning("etlops: outcome of %s not recorded: store unavailable (%s)", where, _last_error)
             return False
         outcome = outcome_from_ti(ti, state, error)
-        from etlops_airflow.store import get_store
+        from etlops_airflow.runtime import get_store
 
-        get_store().record_outcome(outcome)
+        get_store().outcomes.record(outcome)
         _failed_at = None
         return True
     except Exception as exc:
         _failed_at = time.monotonic()
         _last_error = one_line(exc)
         try:
-            from etlops_airflow.store.engine import mask_url
+            from etlops_airflow.runtime import store_settings
 
-            target = mask_url(config.store_settings().url)
+            target = store_settings().display_url
         except Exception:
             target = "(unresolved)"
         log.warning(

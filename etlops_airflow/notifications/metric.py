@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
-from etlops_airflow._validate import metric_name
+from etlops_airflow._validate import metric_name, number
 
 
 class RecordMetricNotifier(BaseNotifier):
@@ -29,9 +29,7 @@ class RecordMetricNotifier(BaseNotifier):
     ) -> None:
         super().__init__()
         self.name = metric_name("RecordMetricNotifier", "name", name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"RecordMetricNotifier: value {value!r}: expected a number")
-        self.value = float(value)
+        self.value = number("RecordMetricNotifier", "value", value)
         self.labels = dict(labels or {})
         self.etlops_conn_id = etlops_conn_id
 
@@ -48,7 +46,7 @@ class RecordMetricNotifier(BaseNotifier):
             task_id = getattr(ti, "task_id", None)
             if task_id:
                 labels.setdefault("task_id", task_id)
-            EtlopsStoreHook(self.etlops_conn_id).store.write_point(self.name, self.value, labels)
+            EtlopsStoreHook(self.etlops_conn_id).store.metrics.write_point(self.name, self.value, labels)
         except Exception as exc:
             from etlops_airflow._log import log, one_line
 

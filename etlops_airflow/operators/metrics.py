@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from etlops_airflow._validate import metric_name
+from etlops_airflow.exceptions import ValidationError
 
 
 class RecordMetricsOperator(BaseOperator):
@@ -34,13 +35,23 @@ class RecordMetricsOperator(BaseOperator):
         super().__init__(**kwargs)
         owner = f"RecordMetricsOperator {kwargs.get('task_id', '?')!r}"
         if not isinstance(metrics, list) or not metrics:
-            raise ValueError(f"{owner}: metrics {metrics!r}: expected a non-empty list of dicts")
+            raise ValidationError("metrics", metrics, "expected a non-empty list of dicts", owner=owner)
         for i, item in enumerate(metrics):
             if not isinstance(item, dict) or "name" not in item or "value" not in item:
-                raise ValueError(f"{owner}: metrics[{i}] {item!r}: expected a dict with name and value")
+                raise ValidationError(
+                    f"metrics[{i}]", item, "expected a dict with name and value", owner=owner
+                )
             extra = set(item) - {"name", "value", "labels"}
             if extra:
-                raise ValueError(f"{owner}: metrics[{i}] has unknown keys {sorted(extra)!r}")
+                raise ValidationError(
+                    f"metrics[{i}]",
+                    item,
+                    f"unknown keys {sorted(extra)!r}; expected name, value, labels",
+                    owner=owner,
+                )
+            labels = item.get("labels")
+            if labels is not None and not isinstance(labels, dict) and not isinstance(labels, str):
+                raise ValidationError(f"metrics[{i}].labels", labels, "expected a dict", owner=owner)
             metric_name(owner, f"metrics[{i}].name", item["name"])
         self.metrics = metrics
         self.add_run_labels = add_run_labels
@@ -50,18 +61,24 @@ class RecordMetricsOperator(BaseOperator):
         from etlops_airflow.core.models import MetricPoint
         from etlops_airflow.hooks.store import EtlopsStoreHook
 
+        owner = f"RecordMetricsOperator {self.task_id!r}"
         points = []
         for i, item in enumerate(self.metrics):
             raw = item["value"]
             try:
                 value = float(raw)
-            except (TypeError, ValueError):
-                raise ValueError(f"metrics[{i}] ({item['name']!r}) value {raw!r} is not a number") from None
-            labels = {str(k): str(v) for k, v in (item.get("labels") or {}).items()}
+            except (TypeError, ValueError, OverflowError):
+                raise ValidationError(
+                    f"metrics[{i}].value", raw, f"is not a number (metric {item['name']!r})", owner=owner
+                ) from None
+            labels = item.get("labels") or {}
+            if not isinstance(labels, dict):
+                raise ValidationError(f"metrics[{i}].labels", labels, "expected a dict", owner=owner)
+            labels = dict(labels)
             if self.add_run_labels:
                 labels.setdefault("dag_id", self.dag_id)
                 labels.setdefault("task_id", self.task_id)
             points.append(MetricPoint(item["name"], value, labels))
-        written = EtlopsStoreHook(self.etlops_conn_id).store.write_points(points)
+        written: int = EtlopsStoreHook(self.etlops_conn_id).store.metrics.write(points)
         self.log.info("Recorded %d metric point(s): %s", written, ", ".join(p.name for p in points))
         return written

@@ -1,7 +1,8 @@
 """The ``etlops`` Airflow plugin: outcome listener and the etlops API app.
 
 Every Airflow process imports this module (workers at task start), so it only
-defines classes; the FastAPI app is built on its first request, in the API server.
+defines classes and adds one name to the secrets masker; the FastAPI app is built on
+its first request, in the API server.
 """
 
 from __future__ import annotations
@@ -10,7 +11,12 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from etlops_airflow._secrets import hide_sensitive_fields
 from etlops_airflow.listeners import outcomes as _outcome_listener
+
+# Every Airflow process loads its plugins after configuring the secrets masker: from here
+# on its connection API, UI and logs hide our ``sqlalchemy_url`` extra (it holds a password).
+hide_sensitive_fields()
 
 
 class LazyASGIApp:

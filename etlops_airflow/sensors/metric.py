@@ -7,13 +7,8 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
-from etlops_airflow._validate import (
-    COMPARISONS,
-    choice,
-    compare,
-    metric_name,
-    positive_number,
-)
+from etlops_airflow._validate import choice, metric_name, number, positive_number
+from etlops_airflow.core.compare import COMPARISONS, compare
 from etlops_airflow.core.models import AGGREGATES
 
 
@@ -25,7 +20,9 @@ class MetricSensor(BaseSensorOperator):
         MetricSensor(task_id="enough_rows", metric="rows_loaded", labels={"table": "orders"},
                      fn="sum", window=3600, op=">=", threshold=1000)
 
-    With no point in the window the condition is false (``count`` is 0).
+    No data, no success: with no point in the window the condition is not met, whatever
+    ``fn`` and ``op`` are (``fn="count", op="<", threshold=1`` does not succeed on an empty
+    window). To wait for a metric to go quiet, wait on an alert rule with ``no_data``.
     """
 
     template_fields: Sequence[str] = ("metric", "labels")
@@ -48,9 +45,7 @@ class MetricSensor(BaseSensorOperator):
         self.op = choice(owner, "op", op, COMPARISONS)
         self.fn = choice(owner, "fn", fn, AGGREGATES)
         self.window = positive_number(owner, "window", window)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise ValueError(f"{owner}: threshold {threshold!r}: expected a number")
-        self.threshold = float(threshold)
+        self.threshold = number(owner, "threshold", threshold)
         self.labels = dict(labels or {})
         self.etlops_conn_id = etlops_conn_id
 
@@ -58,7 +53,7 @@ class MetricSensor(BaseSensorOperator):
         from etlops_airflow.hooks.store import EtlopsStoreHook
 
         store = EtlopsStoreHook(self.etlops_conn_id).store
-        value = store.aggregate(self.metric, fn=self.fn, labels=self.labels, window=self.window)
+        value = store.metrics.aggregate(self.metric, fn=self.fn, labels=self.labels, window=self.window)
         met = value is not None and compare(value, self.op, self.threshold)
         self.log.info(
             "%s(%s%s) over %ss = %s; condition %s %s: %s",

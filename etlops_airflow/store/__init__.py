@@ -1,41 +1,87 @@
-"""The one persistence layer. ``get_store()`` is the configured store of this process."""
+"""The one persistence layer. Knows nothing of Airflow: build a :class:`Store` from a URL or
+an engine. The store configured by ``[etlops]`` is ``etlops_airflow.runtime.get_store()``.
+
+One module per concern, sharing the engine, transaction modes and schema upgrades of
+:class:`~etlops_airflow.store.db.Database`::
+
+    store = Store.from_url("sqlite:///etlops.db")
+    store.metrics.write(points)          # store/metrics.py
+    store.outcomes.query(dag_id="orders")  # store/outcomes.py
+"""
 
 from __future__ import annotations
 
-import threading
+from typing import Any
 
-from etlops_airflow.config import StoreSettings, store_settings
-from etlops_airflow.store.store import Series, Store
+from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy.engine import URL
 
-__all__ = ["Series", "Store", "get_store", "reset_store_cache", "store_from_settings"]
+from etlops_airflow.store import schema, upgrades
+from etlops_airflow.store.db import Database
+from etlops_airflow.store.metrics import MetricsStore, Series, SeriesValue
+from etlops_airflow.store.outcomes import OutcomeCount, OutcomesStore
 
-_cache: dict[tuple[str, int, int], Store] = {}
-_cache_lock = threading.Lock()
-
-
-def store_from_settings(settings: StoreSettings) -> Store:
-    key = (settings.url, settings.connect_timeout, settings.sqlite_busy_timeout)
-    with _cache_lock:
-        store = _cache.get(key)
-        if store is None:
-            store = Store.from_url(
-                settings.url,
-                connect_timeout=settings.connect_timeout,
-                sqlite_busy_timeout=settings.sqlite_busy_timeout,
-                source=settings.source,
-            )
-            _cache[key] = store
-        return store
+__all__ = ["Database", "OutcomeCount", "Series", "SeriesValue", "Store"]
 
 
-def get_store() -> Store:
-    """The store named by the ``[etlops]`` section (shared per process and location)."""
-    return store_from_settings(store_settings())
+class Store:
+    """Every etlops record in one database, one attribute per concern."""
 
+    def __init__(self, engine: Engine | Database) -> None:
+        self.db = engine if isinstance(engine, Database) else Database(engine)
+        self.metrics = MetricsStore(self.db)
+        self.outcomes = OutcomesStore(self.db)
 
-def reset_store_cache() -> None:
-    """Dispose of every cached store (tests, forked processes)."""
-    with _cache_lock:
-        for store in _cache.values():
-            store.dispose()
-        _cache.clear()
+    @classmethod
+    def from_url(cls, url: str | URL, **options: Any) -> Store:
+        """Options as for :meth:`Database.from_url` (``connect_timeout``, ``sqlite_busy_timeout``,
+        ``source``)."""
+        return cls(Database.from_url(url, **options))
+
+    def __repr__(self) -> str:
+        return f"Store({self.display_url!r})"
+
+    @property
+    def engine(self) -> Engine:
+        return self.db.engine
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password masked."""
+        return self.db.display_url
+
+    @property
+    def dialect(self) -> str:
+        return self.db.dialect
+
+    def upgrade(self) -> tuple[int, int]:
+        """Create or upgrade the schema to this package's version. Returns (from, to)."""
+        return self.db.upgrade()
+
+    def schema_version(self) -> int:
+        return self.db.schema_version()
+
+    def ensure_schema(self) -> None:
+        self.db.ensure_schema()
+
+    def status(self) -> dict[str, Any]:
+        """Where the store is, its schema version and the rows of each table. Reads only:
+        takes no write lock and creates nothing, whatever the store's state."""
+        with self.db.read("read store status") as conn:
+            version = upgrades.current_version(conn)
+            present = set(inspect(conn).get_table_names())
+            rows = {
+                table.name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+                for table in schema.metadata.sorted_tables
+                if table.name in present and table is not schema.schema_version and version == upgrades.HEAD
+            }
+        return {
+            "url": self.display_url,
+            "dialect": self.dialect,
+            "schema_version": version,
+            "schema_head": upgrades.HEAD,
+            "rows": rows,
+        }
+
+    def dispose(self) -> None:
+        self.db.dispose()

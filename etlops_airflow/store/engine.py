@@ -1,8 +1,14 @@
-"""Engines for the store: SQLite (embedded default) and PostgreSQL.
+"""Engines for the store: SQLite (embedded default) and PostgreSQL. Knows nothing of Airflow.
 
-SQLite is set up for several task processes writing at once: WAL journal, a busy
-timeout, and every write transaction opened with ``BEGIN IMMEDIATE`` so that two
-writers never deadlock on a read-to-write lock upgrade ("database is locked").
+SQLite is set up for several task processes writing at once: WAL journal, a busy timeout,
+and every write transaction opened with ``BEGIN IMMEDIATE`` so that two writers never
+deadlock on a read-to-write lock upgrade ("database is locked"). Transactions come in three
+modes (see :mod:`etlops_airflow.store.db`), chosen by the ``etlops_mode`` execution option:
+
+* ``read``: SQLite ``BEGIN`` (deferred, takes no write lock) with ``PRAGMA query_only``;
+  PostgreSQL ``READ ONLY`` transactions. A write in a read transaction fails on both.
+* ``write``: SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``READ COMMITTED``.
+* ``autocommit``: no transaction at all (``VACUUM``, ``CREATE INDEX CONCURRENTLY``).
 """
 
 from __future__ import annotations
@@ -18,9 +24,9 @@ from sqlalchemy.pool import StaticPool
 
 from etlops_airflow.exceptions import ConfigError
 
-READ_ONLY = "etlops_read_only"  # execution option: open a deferred (shared) transaction on SQLite
+MODE = "etlops_mode"  # execution option: "read", "write" (default) or "autocommit"
 
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
+_PASSWORD_IN_URL = re.compile(r"(\w[\w+.-]*://[^:/@\s]*:)[^@\s]*@")
 
 
 def mask_url(url: str | URL) -> str:
@@ -30,7 +36,12 @@ def mask_url(url: str | URL) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
-        return _PASSWORD_IN_URL.sub(r"\1***@", url)
+        return mask_passwords_in_text(url)
+
+
+def mask_passwords_in_text(text: str) -> str:
+    """Every ``scheme://user:password@`` in free text with the password replaced by ***."""
+    return _PASSWORD_IN_URL.sub(r"\1***@", text)
 
 
 def parse_store_url(url: str, source: str = "store_url") -> URL:
@@ -79,16 +90,26 @@ def _ensure_wal(cur: Any, busy_timeout: float) -> None:
         delay = min(delay * 2, 0.2)
 
 
+_SQLITE_BEGIN = {
+    "read": ("PRAGMA query_only = 1", "BEGIN"),
+    "write": ("PRAGMA query_only = 0", "BEGIN IMMEDIATE"),
+    "autocommit": ("PRAGMA query_only = 0",),
+}
+
+
 def _sqlite_engine(url: URL, busy_timeout: int) -> Engine:
     memory = url.database in (None, "", ":memory:")
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": busy_timeout, "check_same_thread": False}}
+    kwargs: dict[str, Any] = {
+        "connect_args": {"timeout": busy_timeout, "check_same_thread": False},
+        "hide_parameters": True,
+    }
     if memory:
         kwargs["poolclass"] = StaticPool
     engine = create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event below own transactions (pysqlite's own BEGIN is deferred).
+        # Let the "begin" event below own transactions (pysqlite's own BEGIN is deferred).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         try:
@@ -103,10 +124,8 @@ def _sqlite_engine(url: URL, busy_timeout: int) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        if conn.get_execution_options().get(READ_ONLY):
-            conn.exec_driver_sql("BEGIN")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        for statement in _SQLITE_BEGIN[conn.get_execution_options().get(MODE, "write")]:
+            conn.exec_driver_sql(statement)
 
     return engine
 
@@ -117,6 +136,7 @@ def _postgres_engine(url: URL, connect_timeout: int) -> Engine:
         pool_pre_ping=True,
         pool_size=2,
         max_overflow=4,
+        hide_parameters=True,
         connect_args={"connect_timeout": connect_timeout, "application_name": "etlops-airflow"},
     )
 

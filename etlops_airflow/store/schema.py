@@ -1,8 +1,13 @@
-"""The store's tables (current shape), as SQLAlchemy Core.
+"""The store's tables in their current shape (schema version = ``upgrades.HEAD``), as SQLAlchemy Core.
 
-Time columns are seconds since the epoch (UTC) as double precision, except metric
-points, whose ``ts_ms`` is whole milliseconds so that bucketing is integer arithmetic
-that SQLite and PostgreSQL compute the same way.
+This module describes what queries run against. It never builds a table by itself: every
+table is created or altered by a numbered upgrade in ``upgrades.py``, which freezes the
+shape it shipped. Change a table here only together with a new upgrade that makes an
+existing store look like this (tests/unit/test_store_upgrades.py compares the two).
+
+Time columns are seconds since the epoch (UTC) as double precision, except metric points,
+whose ``ts_ms`` is whole milliseconds so that bucketing is integer arithmetic that SQLite
+and PostgreSQL compute the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -33,13 +39,34 @@ schema_version = Table(
     Column("applied_at", Double, nullable=False),
 )
 
+# A series is a metric name plus one set of labels. It is keyed by a SHA-256 of the canonical
+# labels text, so the unique index stays small on PostgreSQL whatever the labels hold; ids are
+# never reused (SQLite AUTOINCREMENT), so a stale cached id fails instead of hitting another series.
 metric_series = Table(
     f"{PREFIX}metric_series",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(200), nullable=False),
-    Column("labels", Text, nullable=False),  # canonical JSON: sorted keys, string values
-    UniqueConstraint("name", "labels", name=f"uq_{PREFIX}metric_series_name_labels"),
+    Column("labels", Text, nullable=False),  # canonical JSON: sorted keys, text values
+    Column("labels_hash", String(64), nullable=False),  # sha256 hex of labels
+    UniqueConstraint("name", "labels_hash", name=f"uq_{PREFIX}metric_series_name_hash"),
+    sqlite_autoincrement=True,
+)
+
+# One row per label of a series: label filters are joins on (name, value), done in SQL.
+metric_labels = Table(
+    f"{PREFIX}metric_labels",
+    metadata,
+    Column(
+        "series_id",
+        Integer,
+        ForeignKey(f"{PREFIX}metric_series.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(100), nullable=False),
+    Column("value", String(500), nullable=False),
+    PrimaryKeyConstraint("series_id", "name", name=f"pk_{PREFIX}metric_labels"),
+    Index(f"ix_{PREFIX}metric_labels_name_value", "name", "value"),
 )
 
 metric_points = Table(

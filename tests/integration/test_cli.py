@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -32,12 +33,12 @@ def _json(text: str) -> object:
 
 
 def test_providers_list_shows_etlops() -> None:
+    import etlops_airflow
+
     providers = _json(airflow("providers", "list", "-o", "json"))
-    assert {"package_name": "etlops-airflow"}.items() <= next(
-        p
-        for p in providers
-        if p["package_name"] == "etlops-airflow"  # type: ignore[union-attr]
-    ).items()
+    (ours,) = [p for p in providers if p["package_name"] == "etlops-airflow"]  # type: ignore[union-attr]
+    assert ours["version"] == etlops_airflow.__version__
+    assert "alerting" in ours["description"] and "migrations" in ours["description"]
 
 
 def test_plugins_lists_etlops_with_listener_and_app() -> None:
@@ -55,13 +56,27 @@ def test_config_section_is_documented() -> None:
 
 
 def test_store_upgrade_and_status_commands(tmp_path: Path) -> None:
+    from etlops_airflow.store.upgrades import HEAD
+
     env = {"AIRFLOW__ETLOPS__STORE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    # status reads only: on an empty store it reports version 0 and creates nothing
+    empty = _json(airflow("etlops", "store-status", "-o", "json", env=env))
+    assert empty["schema_version"] == 0 and empty["rows"] == {}  # type: ignore[index]
+    tables = sqlite3.connect(tmp_path / "cli.db").execute("SELECT count(*) FROM sqlite_master").fetchone()
+    assert tables == (0,)
     first = _json(airflow("etlops", "store-upgrade", "-o", "json", env=env))
-    assert first == {"url": env["AIRFLOW__ETLOPS__STORE_URL"], "from": 0, "to": 1}
+    assert first == {"url": env["AIRFLOW__ETLOPS__STORE_URL"], "from": 0, "to": HEAD}
     again = _json(airflow("etlops", "store-upgrade", "-o", "json", env=env))
-    assert again["from"] == again["to"] == 1  # type: ignore[index]
+    assert again["from"] == again["to"] == HEAD  # type: ignore[index]
     status = _json(airflow("etlops", "store-status", "-o", "json", env=env))
-    assert status["schema_version"] == 1 and status["rows"]["etlops_task_outcomes"] == 0  # type: ignore[index]
+    assert status["schema_version"] == HEAD and status["rows"]["etlops_task_outcomes"] == 0  # type: ignore[index]
+
+
+def test_store_url_is_hidden_by_config_list(tmp_path: Path) -> None:
+    env = {"AIRFLOW__ETLOPS__STORE_URL": "postgresql://etl:Sup3rS3cret@db:5432/etlops"}
+    out = airflow("config", "list", "--section", "etlops", "--show-values", "--hide-sensitive", env=env)
+    assert "store_url" in out and "Sup3rS3cret" not in out
+    assert "record_task_outcomes = True" in out  # other values are shown
 
 
 def test_store_command_with_a_bad_url_names_it(tmp_path: Path) -> None:
@@ -76,3 +91,12 @@ def test_store_command_with_a_bad_url_names_it(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "store_url" in result.stderr and "unsupported database 'oracle'" in result.stderr
     assert "tiger" not in result.stderr + result.stdout
+
+
+def test_store_url_can_come_from_a_command(tmp_path: Path) -> None:
+    # store_url is declared sensitive, so Airflow accepts the _CMD (and _SECRET) variants
+    url = f"sqlite:///{tmp_path / 'from-command.db'}"
+    status = _json(
+        airflow("etlops", "store-status", "-o", "json", env={"AIRFLOW__ETLOPS__STORE_URL_CMD": f"echo {url}"})
+    )
+    assert status["url"] == url  # type: ignore[index]

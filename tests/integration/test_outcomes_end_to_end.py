@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _tries(store: Store, dag_id: str) -> list[tuple[str, int, str]]:
-    return sorted((o.task_id, o.try_number, o.state) for o in store.outcomes(dag_id=dag_id))
+    return sorted((o.task_id, o.try_number, o.state) for o in store.outcomes.query(dag_id=dag_id))
 
 
 def test_demo_dag_on_the_default_sqlite_store(airflow_db: str) -> None:
@@ -32,12 +32,12 @@ def test_demo_dag_on_the_default_sqlite_store(airflow_db: str) -> None:
         ("publish", 2, "success"),
         ("transform", 1, "success"),
     ]
-    retry = next(o for o in store.outcomes(dag_id="etlops_demo_pipeline", states=["up_for_retry"]))
+    retry = next(o for o in store.outcomes.query(dag_id="etlops_demo_pipeline", states=["up_for_retry"]))
     assert retry.error_class == "ConnectionError" and "not ready" in (retry.error_message or "")
-    assert all(o.duration_s is not None and o.duration_s >= 0 for o in store.outcomes())
+    assert all(o.duration_s is not None and o.duration_s >= 0 for o in store.outcomes.query())
     # metrics written from task code and by RecordMetricsOperator (value rendered from XCom)
-    assert store.aggregate("rows_loaded", fn="last", labels={"table": "orders"}, window=3600) == 166
-    assert store.aggregate("rows_dropped", fn="last", labels={"table": "orders"}, window=3600) == 84
+    assert store.metrics.aggregate("rows_loaded", fn="last", labels={"table": "orders"}, window=3600) == 166
+    assert store.metrics.aggregate("rows_dropped", fn="last", labels={"table": "orders"}, window=3600) == 84
 
 
 @pytest.mark.postgres
@@ -57,7 +57,7 @@ def test_outcomes_land_in_postgresql_when_the_connection_says_so(airflow_db: str
         ("flaky", 2, "success"),
         ("ok", 1, "success"),
     ]
-    failed = store.outcomes(dag_id="etlops_outcome_probe", states=["up_for_retry"])[0]
+    failed = store.outcomes.query(dag_id="etlops_outcome_probe", states=["up_for_retry"])[0]
     assert failed.error_class == "TimeoutError"
 
 

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from etlops_airflow.store import Store, reset_store_cache
+from etlops_airflow import runtime
+from etlops_airflow.store import Store
 
 
 @pytest.fixture
@@ -28,9 +31,22 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_store_cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _fresh_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("STORE_URL", "STORE_CONN_ID", "RECORD_TASK_OUTCOMES"):
         monkeypatch.delenv(f"AIRFLOW__ETLOPS__{name}", raising=False)
-    reset_store_cache()
+    runtime.reset()
     yield
-    reset_store_cache()
+    runtime.reset()
+
+
+@pytest.fixture(autouse=True)
+def _no_processes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit tier starts no process: what needs one (a server, a CLI, an interpreter) is an
+    integration test. Tests that use the PostgreSQL server are marked ``postgres``."""
+    if request.node.get_closest_marker("postgres"):
+        return
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"unit tests must not start processes: {args[1:2]}")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)

@@ -7,7 +7,8 @@ import pytest
 import etlops_airflow
 from etlops_airflow import MetricPoint, record_metric, record_metrics
 from etlops_airflow.exceptions import InvalidMetricError
-from etlops_airflow.store import Store, get_store
+from etlops_airflow.runtime import get_store
+from etlops_airflow.store import Store
 
 
 def test_record_metric_goes_to_the_configured_store(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> None:
@@ -22,24 +23,34 @@ def test_record_metric_goes_to_the_configured_store(monkeypatch: pytest.MonkeyPa
     )
     store = get_store()
     assert store.display_url == sqlite_url
-    assert store.aggregate("rows_loaded", fn="sum", labels={"table": "orders"}, window=60) == 157
-    assert store.aggregate("rows_loaded", fn="count", window=60) == 4
+    assert store.metrics.aggregate("rows_loaded", fn="sum", labels={"table": "orders"}, window=60) == 157
+    assert store.metrics.aggregate("rows_loaded", fn="count", window=60) == 4
 
 
 def test_explicit_store_and_timestamp(sqlite_url: str) -> None:
     store = Store.from_url(sqlite_url)
     record_metric("lag", 3.5, ts=1_000.0, store=store)
-    assert store.aggregate("lag", fn="last", start=999, end=1001) == 3.5
-    assert store.aggregate("lag", fn="count", window=60, end=time.time()) == 0
+    assert store.metrics.aggregate("lag", fn="last", start=999, end=1001) == 3.5
+    assert store.metrics.aggregate("lag", fn="count", window=60, end=time.time()) is None
 
 
-def test_bad_items_are_refused_before_anything_is_written(sqlite_url: str) -> None:
+@pytest.mark.parametrize(
+    ("items", "shown"),
+    [
+        ([("ok", 1), {"name": "x", "value": 1, "lables": {}}], "expected keys name, value"),
+        ([("ok", 1), ("bad name", 1)], "'bad name'"),
+        ([("ok", 1), ("ok", 1, "table=orders")], "labels 'table=orders'"),
+        ([("ok", 1), ("ok", 1, {}, 1_700_000_000_000)], "looks like milliseconds"),
+        ([("ok", 1), 42], "expected a MetricPoint"),
+        ("rows", "points 'rows'"),
+    ],
+)
+def test_bad_items_are_refused_before_anything_is_written(sqlite_url: str, items: object, shown: str) -> None:
     store = Store.from_url(sqlite_url)
-    with pytest.raises(TypeError, match="unknown|expected"):
-        record_metrics([("ok", 1), {"name": "x", "value": 1, "lables": {}}], store=store)
-    with pytest.raises(InvalidMetricError, match="'bad name'"):
-        record_metrics([("ok", 1), ("bad name", 1)], store=store)
-    assert store.aggregate("ok", fn="count", window=60) == 0
+    with pytest.raises(InvalidMetricError) as info:
+        record_metrics(items, store=store)  # type: ignore[arg-type]
+    assert shown in str(info.value)
+    assert store.metrics.aggregate("ok", fn="count", window=60) is None
 
 
 def test_unknown_attribute_of_package_root() -> None:

@@ -7,10 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from etlops_airflow.exceptions import ValidationError
 from etlops_airflow.notifications.metric import RecordMetricNotifier
 from etlops_airflow.operators.metrics import RecordMetricsOperator
+from etlops_airflow.runtime import get_store
 from etlops_airflow.sensors.metric import MetricSensor
-from etlops_airflow.store import get_store
 
 
 @pytest.fixture
@@ -26,28 +27,44 @@ def configured(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> str:
         ({"metrics": [{"name": "rows"}]}, "metrics[0]"),
         ({"metrics": [{"name": "bad name", "value": 1}]}, "'bad name'"),
         ({"metrics": [{"name": "rows", "value": 1, "label": {}}]}, "['label']"),
+        ({"metrics": [{"name": "rows", "value": 1, "labels": ["t"]}]}, "metrics[0].labels"),
     ],
 )
 def test_record_metrics_operator_validates_at_parse_time(kwargs: dict[str, object], shown: str) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValidationError) as info:
         RecordMetricsOperator(task_id="rec", **kwargs)  # type: ignore[arg-type]
     assert "'rec'" in str(info.value) and shown in str(info.value)
 
 
+def _render(op: RecordMetricsOperator, rows: object) -> None:
+    """Render the templated fields as Airflow does before execute()."""
+    ti = SimpleNamespace(xcom_pull=lambda task_ids: {"rows": rows})
+    op.render_template_fields({"ti": ti, "params": {"table": "orders"}})
+
+
 def test_record_metrics_operator_writes_rendered_values(configured: str) -> None:
     op = RecordMetricsOperator(
-        task_id="rec", metrics=[{"name": "rows", "value": "{{ 40 + 2 }}", "labels": {"t": "orders"}}]
+        task_id="rec",
+        metrics=[
+            {
+                "name": "rows",
+                "value": "{{ ti.xcom_pull('transform')['rows'] }}",
+                "labels": {"t": "{{ params.table }}"},
+            }
+        ],
     )
-    op.metrics = [{"name": "rows", "value": "42", "labels": {"t": "orders"}}]  # as rendered by Airflow
+    _render(op, 42)
     assert op.execute({}) == 1
-    store = get_store()
-    assert store.aggregate("rows", fn="last", labels={"t": "orders", "task_id": "rec"}, window=60) == 42
+    labels = {"t": "orders", "task_id": "rec"}
+    assert get_store().metrics.aggregate("rows", fn="last", labels=labels, window=60) == 42
 
 
 def test_record_metrics_operator_rejects_non_numbers_at_run_time(configured: str) -> None:
-    op = RecordMetricsOperator(task_id="rec", metrics=[{"name": "rows", "value": "{{ x }}"}])
-    op.metrics = [{"name": "rows", "value": "n/a"}]
-    with pytest.raises(ValueError, match="'n/a' is not a number"):
+    op = RecordMetricsOperator(
+        task_id="rec", metrics=[{"name": "rows", "value": "{{ ti.xcom_pull('transform')['rows'] }}"}]
+    )
+    _render(op, "n/a")
+    with pytest.raises(ValidationError, match=r"metrics\[0\]\.value 'n/a': is not a number"):
         op.execute({})
 
 
@@ -64,7 +81,7 @@ def test_record_metrics_operator_rejects_non_numbers_at_run_time(configured: str
 def test_metric_sensor_validates_at_parse_time(kwargs: dict[str, object], shown: str) -> None:
     args: dict[str, object] = {"metric": "rows", "threshold": 10}
     args.update(kwargs)
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValidationError) as info:
         MetricSensor(task_id="wait", **args)  # type: ignore[arg-type]
     assert "'wait'" in str(info.value) and shown in str(info.value)
 
@@ -75,14 +92,30 @@ def test_metric_sensor_pokes_the_store(configured: str) -> None:
     )
     assert sensor.poke({}) is False  # no data yet
     store = get_store()
-    store.write_point("rows", 60, {"t": "orders"})
+    store.metrics.write_point("rows", 60, {"t": "orders"})
     assert sensor.poke({}) is False
-    store.write_point("rows", 40, {"t": "orders"})
-    store.write_point("rows", 1000, {"t": "users"})
+    store.metrics.write_point("rows", 40, {"t": "orders"})
+    store.metrics.write_point("rows", 1000, {"t": "users"})
     assert sensor.poke({}) is True
-    old = MetricSensor(task_id="old", metric="rows", fn="count", window=60, op=">", threshold=0)
-    store.write_point("other", 1, {}, ts=time.time() - 3600)
-    assert old.poke({}) is True
+
+
+def test_metric_sensor_only_sees_its_window(configured: str) -> None:
+    store = get_store()
+    store.metrics.write_point("rows", 500, {}, ts=time.time() - 3600)  # an hour ago: outside the window
+    recent = MetricSensor(task_id="recent", metric="rows", fn="sum", window=60, op=">", threshold=0)
+    assert recent.poke({}) is False
+    assert MetricSensor(task_id="hour", metric="rows", fn="sum", window=7200, op=">", threshold=0).poke({})
+    store.metrics.write_point("rows", 1, {})
+    assert recent.poke({}) is True
+
+
+@pytest.mark.parametrize("fn", ["count", "sum", "avg", "min", "max", "last"])
+def test_no_data_is_never_met_whatever_the_fn(configured: str, fn: str) -> None:
+    # count of nothing is not "0 < 2": with no point in the window the condition is not met
+    sensor = MetricSensor(task_id="quiet", metric="rows", fn=fn, window=60, op="<", threshold=2)
+    assert sensor.poke({}) is False
+    get_store().metrics.write_point("rows", 0.5, {})
+    assert sensor.poke({}) is True
 
 
 def test_notifier_records_a_point_with_dag_and_task(configured: str) -> None:
@@ -94,7 +127,7 @@ def test_notifier_records_a_point_with_dag_and_task(configured: str) -> None:
     notifier.notify(context)
     notifier.notify(context)
     labels = {"dag_id": "orders", "task_id": "load", "team": "data"}
-    assert get_store().aggregate("dag_run_failures", fn="sum", labels=labels, window=60) == 2
+    assert get_store().metrics.aggregate("dag_run_failures", fn="sum", labels=labels, window=60) == 2
 
 
 def test_notifier_never_raises(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
@@ -104,5 +137,5 @@ def test_notifier_never_raises(monkeypatch: pytest.MonkeyPatch, caplog: pytest.L
 
 
 def test_notifier_validates_name() -> None:
-    with pytest.raises(ValueError, match="'bad name'"):
+    with pytest.raises(ValidationError, match="'bad name'"):
         RecordMetricNotifier("bad name")

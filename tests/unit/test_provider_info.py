@@ -48,13 +48,30 @@ def test_every_declared_class_and_module_exists() -> None:
 
 
 def test_config_options_are_fully_documented() -> None:
+    from etlops_airflow.config import OPTIONS
+
     options = get_provider_info()["config"]["etlops"]["options"]
-    assert set(options) >= {"store_conn_id", "store_url", "record_task_outcomes"}
+    assert options == OPTIONS  # every option the code reads is declared, and nothing else
     for name, spec in options.items():
         assert set(spec) >= {"description", "version_added", "type", "example", "default"}, name
         assert isinstance(spec["default"], str), name
+        assert len(spec["description"]) > 20, name
+    assert options["store_url"]["sensitive"] is True
 
 
-@pytest.mark.parametrize("section", ["profiling", "callbacks", "state_store", "core"])
-def test_config_section_does_not_clash_with_core(section: str) -> None:
-    assert section not in get_provider_info()["config"]
+def test_reading_an_undeclared_option_fails_loudly() -> None:
+    from etlops_airflow import config
+
+    with pytest.raises(KeyError):
+        config.get("store_ulr")
+
+
+def test_config_section_does_not_clash_with_airflow_or_other_providers() -> None:
+    from airflow.configuration import retrieve_configuration_description
+
+    ours = set(get_provider_info()["config"])
+    core = set(retrieve_configuration_description(include_airflow=True, include_providers=False))
+    assert {"core", "profiling", "callbacks", "state_store"} <= core  # the check sees Airflow's sections
+    assert ours.isdisjoint(core)
+    providers = retrieve_configuration_description(include_airflow=False, include_providers=True)
+    assert providers["etlops"] == get_provider_info()["config"]["etlops"]  # Airflow loaded ours

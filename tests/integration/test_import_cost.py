@@ -6,6 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.integration
+
 DAG_FACING = [
     "etlops_airflow",
     "etlops_airflow.operators.metrics",
@@ -14,6 +18,7 @@ DAG_FACING = [
     "etlops_airflow.hooks.store",
     "etlops_airflow.plugins",
     "etlops_airflow.listeners.outcomes",
+    "etlops_airflow.runtime",
 ]
 HEAVY = (
     "fastapi",
@@ -53,3 +58,23 @@ def test_package_root_is_lazy() -> None:
     code = "import etlops_airflow; print(etlops_airflow.record_metric.__module__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "etlops_airflow.metrics"
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "etlops_airflow.store",
+        "etlops_airflow.core",
+        "etlops_airflow.core.models",
+        "etlops_airflow.core.compare",
+        "etlops_airflow.store.upgrades",
+    ],
+)
+def test_core_and_store_import_no_airflow(module: str) -> None:
+    # The acceptance check, as anyone can run it: python -c "import etlops_airflow.store"
+    code = (
+        f"import sys, {module}, json; "
+        "print(json.dumps(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []

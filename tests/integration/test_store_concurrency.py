@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from etlops_airflow.store import Store
+from etlops_airflow.store import Store, upgrades
+
+pytestmark = pytest.mark.integration
 
 WRITERS = 4
 POINTS = 10_000
@@ -22,7 +24,7 @@ def _writer(url: str, worker: int, barrier: mp.synchronize.Barrier, errors: mp.Q
         barrier.wait(timeout=60)
         store.ensure_schema()  # first use races with the other writers on a fresh file
         for start in range(0, POINTS, BATCH):
-            store.write_points(
+            store.metrics.write(
                 MetricPoint("load", float(i), {"worker": str(worker), "part": str(i % 7)}, 1_700_000_000 + i)
                 for i in range(start, start + BATCH)
             )
@@ -50,9 +52,9 @@ def test_four_processes_write_10k_points_each(tmp_path: Path, round_: int) -> No
 
     store = Store.from_url(url)
     window = {"start": 1_700_000_000, "end": 1_700_000_000 + POINTS}
-    assert store.aggregate("load", fn="count", **window) == WRITERS * POINTS
+    assert store.metrics.aggregate("load", fn="count", **window) == WRITERS * POINTS
     expected_sum = float(sum(range(POINTS)))
     for w in range(WRITERS):
-        assert store.aggregate("load", fn="count", labels={"worker": str(w)}, **window) == POINTS
-        assert store.aggregate("load", fn="sum", labels={"worker": str(w)}, **window) == expected_sum
-    assert store.schema_version() == 1
+        assert store.metrics.aggregate("load", fn="count", labels={"worker": str(w)}, **window) == POINTS
+        assert store.metrics.aggregate("load", fn="sum", labels={"worker": str(w)}, **window) == expected_sum
+    assert store.schema_version() == upgrades.HEAD
