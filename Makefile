@@ -1,6 +1,7 @@
 # etlops-airflow developer entry points.
 #   make demo   - virtualenv + Airflow 3.3.2 on embedded SQLite with the bundled DAGs, on :8080
 #   make test   - virtualenv with the test extra, lint (ruff + mypy), then the whole test suite
+#   make unit   - the fast tier only (no PostgreSQL, no subprocess); make integration - the rest
 #   make bench  - every benchmark under bench/ (prints ratios against the baseline)
 
 PYTHON ?= python3
@@ -31,11 +32,13 @@ lint: venv
 test: venv lint
 	scripts/run-tests.sh $(PYTEST_ARGS)
 
+# Fast tier: no PostgreSQL server, no subprocess (tests/unit/conftest.py refuses them), < 1 min.
 unit: venv
-	scripts/run-tests.sh tests/unit $(PYTEST_ARGS)
+	scripts/run-tests.sh tests/unit -m "not postgres and not integration and not slow" $(PYTEST_ARGS)
 
+# Everything the fast tier leaves out: real Airflow, PostgreSQL, subprocesses, DAG runs.
 integration: venv
-	scripts/run-tests.sh tests/integration $(PYTEST_ARGS)
+	scripts/run-tests.sh tests -m "postgres or integration or slow" $(PYTEST_ARGS)
 
 demo: venv
 	scripts/demo.sh
