@@ -42,8 +42,10 @@ OPTIONS: dict[str, dict[str, Any]] = {
     },
     "record_task_outcomes": {
         "description": (
-            "Record every task instance outcome (success, failed, up_for_retry, skipped) in the store "
-            "through the etlops listener. Failing to record never fails the task."
+            "Record every task instance outcome (success, failed, up_for_retry, skipped; and, when a "
+            "DAG run ends, the final state of task instances nobody recorded, e.g. upstream_failed) "
+            "and every DAG run outcome in the store through the etlops listeners. Failing to record "
+            "never fails the task or the run."
         ),
         "version_added": "0.1.0",
         "type": "boolean",
@@ -63,6 +65,52 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "type": "integer",
         "example": "60",
         "default": "30",
+    },
+    "alert_rules_file": {
+        "description": (
+            "Path of the YAML alert rule file the bundled etlops_alerting DAG evaluates (receivers, "
+            "routes, rules). Empty: the DAG has nothing to evaluate and says so. A file that does not "
+            "load is an import error of the DAG naming the file, the rule, the field and the value."
+        ),
+        "version_added": "0.2.0",
+        "type": "string",
+        "example": "/opt/airflow/config/alert_rules.yaml",
+        "default": "",
+    },
+    "alert_evaluation_schedule": {
+        "description": (
+            "Schedule of the etlops_alerting DAG. Each run evaluates the rules every "
+            "alert_evaluation_interval until the next run is due (waiting in the triggerer in between), "
+            "so rules are evaluated every minute while Airflow records one DAG run per hour."
+        ),
+        "version_added": "0.2.0",
+        "type": "string",
+        "example": "*/30 * * * *",
+        "default": "@hourly",
+    },
+    "alert_evaluation_interval": {
+        "description": "How often the etlops_alerting DAG evaluates the rules (30s, 1m, 5m …).",
+        "version_added": "0.2.0",
+        "type": "string",
+        "example": "30s",
+        "default": "1m",
+    },
+    "alert_delivery_budget": {
+        "description": (
+            "How long one evaluation may spend delivering notifications (retries and Slack's Retry-After "
+            "included). What is not delivered stays in the outbox for the next evaluation."
+        ),
+        "version_added": "0.2.0",
+        "type": "string",
+        "example": "1m",
+        "default": "30s",
+    },
+    "alert_max_delivery_attempts": {
+        "description": "Attempts after which an undeliverable notification is marked failed.",
+        "version_added": "0.2.0",
+        "type": "integer",
+        "example": "20",
+        "default": "10",
     },
 }
 
@@ -112,6 +160,14 @@ def get_int(option: str, minimum: int = 0) -> int:
     if value < minimum:
         raise ConfigError(option, raw, f"must be at least {minimum}")
     return value
+
+
+def get_duration(option: str, *, allow_zero: bool = False) -> float:
+    """A duration option (``30s``, ``15m``, ``1h``, ``2d`` or seconds) in seconds."""
+    from etlops_airflow.core.durations import parse_duration
+
+    raw = get(option).strip()
+    return parse_duration(raw, lambda reason: ConfigError(option, raw, reason), allow_zero=allow_zero)
 
 
 def airflow_home() -> str:

@@ -6,6 +6,8 @@ store errors carry the store (masked URL) and the operation, never the SQL param
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class EtlopsError(Exception):
     """Base class of every error etlops-airflow raises on purpose."""
@@ -53,6 +55,53 @@ class InvalidOutcomeError(ValidationError):
 
     def __init__(self, field: str, value: object, reason: str) -> None:
         super().__init__(field, value, reason, owner="task outcome")
+
+
+class InvalidDagRunOutcomeError(InvalidOutcomeError):
+    """A DAG-run outcome has a bad field."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        ValidationError.__init__(self, field, value, reason, owner="DAG run outcome")
+
+
+class RuleError(ValidationError):
+    """An alert rule file, rule, receiver or route is wrong. Names the file, the rule id (or
+    the receiver / route), the field and the value."""
+
+    def __init__(
+        self, field: str, value: object, reason: str, *, source: str | None = None, item: str | None = None
+    ) -> None:
+        self.source = source
+        self.item = item
+        where = ": ".join(part for part in (source, item) if part)
+        super().__init__(field, value, reason, owner=where or None)
+
+
+class DataQualityCheckFailed(EtlopsError):
+    """One or more ratios are below their ``min_ratio``. ``failures`` maps each failing check to
+    ``(ratio, minimum)``; the metrics were written before this was raised."""
+
+    def __init__(self, owner: str, dataset: str, failures: Mapping[str, tuple[float, float]]) -> None:
+        self.owner = owner
+        self.dataset = dataset
+        self.failures = dict(failures)
+        listed = ", ".join(
+            f"{check} {ratio:.6g} < min {minimum:.6g}" for check, (ratio, minimum) in failures.items()
+        )
+        super().__init__(
+            f"{owner}: {len(failures)} data-quality check(s) below their minimum "
+            f"on dataset {dataset!r}: {listed}"
+        )
+
+
+class WarehouseError(EtlopsError):
+    """The warehouse connection could not be opened, inspected or queried. Names the
+    connection and the operation; passwords are masked."""
+
+    def __init__(self, message: str, *, conn_id: str, operation: str) -> None:
+        self.conn_id = conn_id
+        self.operation = operation
+        super().__init__(message)
 
 
 class StoreError(EtlopsError):

@@ -31,9 +31,22 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "operators": [
-            {"integration-name": INTEGRATION, "python-modules": ["etlops_airflow.operators.metrics"]}
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    "etlops_airflow.operators.metrics",
+                    "etlops_airflow.operators.data_quality",
+                    "etlops_airflow.operators.alerts",
+                ],
+            }
         ],
-        "sensors": [{"integration-name": INTEGRATION, "python-modules": ["etlops_airflow.sensors.metric"]}],
+        "sensors": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["etlops_airflow.sensors.metric", "etlops_airflow.sensors.alerts"],
+            }
+        ],
+        "triggers": [{"integration-name": INTEGRATION, "python-modules": ["etlops_airflow.triggers.alerts"]}],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": ["etlops_airflow.hooks.store"]}],
         "connection-types": [
             {
@@ -42,7 +55,10 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-name": "etlops store",
             }
         ],
-        "notifications": ["etlops_airflow.notifications.metric.RecordMetricNotifier"],
+        "notifications": [
+            "etlops_airflow.notifications.metric.RecordMetricNotifier",
+            "etlops_airflow.notifications.alerts.EtlopsAlertNotifier",
+        ],
         # The plugin is registered only by the airflow.plugins entry point: listing it here too makes
         # Airflow report "already registered" when [core] lazy_load_plugins/providers is off.
         "cli": ["etlops_airflow.cli.get_etlops_cli_commands"],

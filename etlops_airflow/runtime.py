@@ -19,7 +19,7 @@ from etlops_airflow import config
 if TYPE_CHECKING:
     from etlops_airflow.store import Store
 
-__all__ = ["StoreSettings", "get_store", "reset", "store_for", "store_settings"]
+__all__ = ["StoreSettings", "display_target", "get_store", "reset", "store_for", "store_settings"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,15 @@ def store_for(conn_id: str | None = None) -> Store:
                 source=settings.source,
             )
         return store
+
+
+def display_target(conn_id: str | None = None) -> str:
+    """The store's masked URL for a log line, or ``(unresolved)`` when the settings themselves
+    are broken (never raises: log lines about a failure must not fail)."""
+    try:
+        return store_settings(conn_id).display_url
+    except Exception:
+        return "(unresolved)"
 
 
 def get_store() -> Store:

@@ -22,7 +22,12 @@ for _name in list(os.environ):
     if _name.startswith("AIRFLOW__ETLOPS__") or _name.startswith("AIRFLOW_CONN_"):
         del os.environ[_name]
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.airflow"]
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.airflow",
+    "tests.fixtures.smtp_server",
+    "tests.fixtures.slack_server",
+]
 
 
 def pytest_collection_modifyitems(config: object, items: list[object]) -> None:

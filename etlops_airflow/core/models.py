@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from etlops_airflow.exceptions import InvalidMetricError, InvalidOutcomeError
+from etlops_airflow.exceptions import InvalidDagRunOutcomeError, InvalidMetricError, InvalidOutcomeError
 
 METRIC_NAME_RE = re.compile(r"[A-Za-z_:][A-Za-z0-9_:.]{0,199}")
 LABEL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
@@ -30,7 +30,16 @@ MAX_INT32 = 2**31 - 1
 # below a timestamp in milliseconds (1.7e12 today), so a unit mistake cannot slip through.
 MAX_TS = 7_258_118_400.0
 
-TASK_STATES = ("success", "failed", "up_for_retry", "skipped")
+# How a task try ended: the first four are reported by the task (or by Airflow for it); the
+# last two are Airflow's final state of a task instance that never ran, recorded when its DAG
+# run ends (``upstream_failed`` by a trigger rule, ``removed`` when the task left the DAG).
+TASK_STATES = ("success", "failed", "up_for_retry", "skipped", "upstream_failed", "removed")
+# Tries that count for error rates and failure streaks: those that ran, and how they ended.
+FAILED_TRY_STATES = ("failed", "up_for_retry")
+RAN_TRY_STATES = ("success", *FAILED_TRY_STATES)
+DAG_RUN_STATES = ("success", "failed")
+MAX_RUN_TYPE = 50
+RUN_TYPE_RE = re.compile(r"[a-z_]{1,50}")
 # Aggregates the store computes over a window (``last`` = the newest value).
 AGGREGATES = ("avg", "sum", "min", "max", "count", "last")
 
@@ -183,15 +192,13 @@ class MetricPoint:
         object.__setattr__(self, "ts_ms", to_ms(ts))
 
 
-def _identifier(field_name: str, value: Any) -> str:
+def _identifier(field_name: str, value: Any, error: type[InvalidOutcomeError] = InvalidOutcomeError) -> str:
     if not isinstance(value, str) or not value:
-        raise InvalidOutcomeError(field_name, value, "must be non-empty text")
+        raise error(field_name, value, "must be non-empty text")
     if len(value) > MAX_IDENTIFIER:
-        raise InvalidOutcomeError(field_name, value, f"is longer than {MAX_IDENTIFIER} characters")
+        raise error(field_name, value, f"is longer than {MAX_IDENTIFIER} characters")
     if not _is_text(value):
-        raise InvalidOutcomeError(
-            field_name, value, "must be text without NUL characters, encodable as UTF-8"
-        )
+        raise error(field_name, value, "must be text without NUL characters, encodable as UTF-8")
     return value
 
 
@@ -252,6 +259,50 @@ class TaskOutcome:
         object.__setattr__(self, "error_class", _bounded_text(self.error_class, MAX_IDENTIFIER))
         object.__setattr__(self, "error_message", _bounded_text(self.error_message, MAX_ERROR_MESSAGE))
         object.__setattr__(self, "hostname", _bounded_text(self.hostname, MAX_IDENTIFIER))
+
+
+def _timestamps(owner: Any, error: type[InvalidOutcomeError]) -> None:
+    """Check (and make floats of) ``start_ts``, ``end_ts`` and ``duration_s`` of a frozen record."""
+    for name in ("start_ts", "end_ts"):
+        value = getattr(owner, name)
+        if value is not None:
+            object.__setattr__(owner, name, check_timestamp(name, value, error))
+    if owner.duration_s is not None:
+        duration = check_number("duration_s", owner.duration_s, error)
+        if duration < 0:
+            raise error("duration_s", owner.duration_s, "must not be negative")
+        object.__setattr__(owner, "duration_s", duration)
+
+
+@dataclass(frozen=True, slots=True)
+class DagRunOutcome:
+    """How one DAG run ended (``success`` or ``failed``), validated like :class:`TaskOutcome`:
+    identifiers are refused when empty, too long for their column or holding NUL; ``run_type``
+    is Airflow's (``manual``, ``scheduled``, ``backfill``, ``asset_triggered``…), at most 50
+    characters of ``[a-z_]``."""
+
+    dag_id: str
+    run_id: str
+    state: str
+    run_type: str | None = None
+    start_ts: float | None = None
+    end_ts: float | None = None
+    duration_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("dag_id", "run_id"):
+            _identifier(name, getattr(self, name), InvalidDagRunOutcomeError)
+        if self.state not in DAG_RUN_STATES:
+            raise InvalidDagRunOutcomeError(
+                "state", self.state, f"expected one of {', '.join(DAG_RUN_STATES)}"
+            )
+        if self.run_type is not None and not (
+            isinstance(self.run_type, str) and RUN_TYPE_RE.fullmatch(self.run_type)
+        ):
+            raise InvalidDagRunOutcomeError(
+                "run_type", self.run_type, f"must match [a-z_]+ and be at most {MAX_RUN_TYPE} characters"
+            )
+        _timestamps(self, InvalidDagRunOutcomeError)
 
 
 def error_fields(error: BaseException | str | None) -> tuple[str | None, str | None]:

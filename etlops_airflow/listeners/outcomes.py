@@ -1,4 +1,6 @@
 """Listener that stores every task instance outcome (success, failed, up_for_retry, skipped).
+(Task instances that end without a try of their own are recorded when their DAG run ends:
+``listeners/dag_runs.py``.)
 
 Registered by the ``etlops`` plugin, so it works with zero configuration. It runs in the
 task's own process after the task finished; it never raises, and when the store is
@@ -89,12 +91,9 @@ def record_task_instance(ti: Any, state: str, error: BaseException | str | None 
     except Exception as exc:
         _failed_at = time.monotonic()
         _last_error = one_line(exc)
-        try:
-            from etlops_airflow.runtime import store_settings
+        from etlops_airflow.runtime import display_target
 
-            target = store_settings().display_url
-        except Exception:
-            target = "(unresolved)"
+        target = display_target()
         log.warning(
             "etlops: outcome of %s.%s not recorded in store %s: %s; the task is not affected",
             getattr(ti, "dag_id", "?"),

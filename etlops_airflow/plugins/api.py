@@ -15,11 +15,57 @@ from typing import Annotated, Any
 
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_view
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import Body, Depends, FastAPI, HTTPException, Query
 
 from etlops_airflow.exceptions import ConfigError, StoreError, ValidationError
 
 MAX_SERIES_POINTS = 10_000  # buckets x series in one /api/metrics/{name} answer
+
+
+def _may_edit(user: Any, dag_ids: list[str]) -> bool:
+    """Changes to alerts need edit rights on their DAGs (on DAGs in general when none is named)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    manager = get_auth_manager()
+    if not dag_ids:
+        return bool(manager.is_authorized_dag(method="PUT", user=user))
+    return all(manager.is_authorized_dag(method="PUT", details=DagDetails(id=d), user=user) for d in dag_ids)
+
+
+def _require_edit(user: Any, dag_ids: list[str], what: str) -> None:
+    if not _may_edit(user, dag_ids):
+        scope = f"DAG(s) {', '.join(map(repr, dag_ids))}" if dag_ids else "DAGs"
+        raise HTTPException(status_code=403, detail=f"{what} needs edit rights on {scope}")
+
+
+def _alert_json(alert: Any) -> dict[str, Any]:
+    return {
+        "fingerprint": alert.fingerprint,
+        "rule_id": alert.rule_id,
+        "state": alert.state,
+        "severity": alert.labels.get("severity"),
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "value": alert.value,
+        "pending_since": alert.pending_since,
+        "active_since": alert.active_since,
+        "resolved_at": alert.resolved_at,
+        "last_eval_at": alert.last_eval_at,
+        "acked_by": alert.acked_by,
+        "acked_at": alert.acked_at,
+    }
+
+
+def _silence_json(silence: Any) -> dict[str, Any]:
+    return {
+        "id": silence.id,
+        "matchers": {k: list(v) for k, v in silence.matchers.items()},
+        "starts_at": silence.starts_at,
+        "ends_at": silence.ends_at,
+        "created_by": silence.created_by,
+        "comment": silence.comment,
+    }
 
 
 def _authorized_dag_ids(user: Any) -> list[str]:
@@ -112,5 +158,72 @@ def create_app(store_factory: Callable[[], Any] | None = None) -> FastAPI:
             "step": used,
             "series": [{"labels": s.labels, "points": s.points} for s in series],
         }
+
+    @app.get("/api/alerts")
+    def alerts(
+        user: GetUserDep,
+        state: Annotated[list[str] | None, Query()] = None,
+        rule_id: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> dict[str, Any]:
+        """Alerts (pending, firing, resolved) of the DAGs the user may read, and active silences."""
+        allowed = _authorized_dag_ids(user)
+        with _answers():
+            if state is not None:
+                for item in state:
+                    if item not in ("pending", "firing", "resolved"):
+                        raise ValidationError("state", item, "expected pending, firing or resolved")
+            found = store().alerts.alerts(states=state, rule_id=rule_id, dag_ids=allowed, limit=limit)
+            # A silence naming a DAG the user may not read is not shown (it would reveal the DAG).
+            silences = [
+                s for s in store().alerts.silences() if set(s.matchers.get("dag_id", ())) <= set(allowed)
+            ]
+        return {"alerts": [_alert_json(a) for a in found], "silences": [_silence_json(s) for s in silences]}
+
+    @app.post("/api/alerts/{fingerprint}/ack")
+    def acknowledge(user: GetUserDep, fingerprint: str) -> dict[str, Any]:
+        """Acknowledge a firing alert: no more repeats; its resolve notice is still sent."""
+        with _answers():
+            alert = store().alerts.get(fingerprint)
+            if alert is None or (
+                alert.labels.get("dag_id") and alert.labels["dag_id"] not in _authorized_dag_ids(user)
+            ):
+                raise HTTPException(status_code=404, detail=f"no alert {fingerprint!r}")
+            dag_id = alert.labels.get("dag_id")
+            _require_edit(user, [dag_id] if dag_id else [], "acknowledging an alert")
+            acked = store().alerts.acknowledge(fingerprint, user.get_name())
+        return _alert_json(acked)
+
+    @app.post("/api/alerts/silences", status_code=201)
+    def silence(
+        user: GetUserDep,
+        matchers: Annotated[dict[str, str | list[str]], Body()],
+        duration: Annotated[str, Body()] = "2h",
+        comment: Annotated[str, Body(max_length=2000)] = "",
+    ) -> dict[str, Any]:
+        """Mute alerts whose labels match every matcher (rule_id, severity or any label)."""
+        from etlops_airflow.core.durations import parse_duration
+
+        with _answers():
+            dag_ids = matchers.get("dag_id", [])
+            dag_ids = [dag_ids] if isinstance(dag_ids, str) else list(dag_ids)
+            _require_edit(user, dag_ids, "silencing alerts")  # who may, before what is wrong
+            seconds = parse_duration(duration, lambda reason: ValidationError("duration", duration, reason))
+            made = store().alerts.silence(
+                matchers, duration_s=seconds, created_by=user.get_name(), comment=comment
+            )
+        return _silence_json(made)
+
+    @app.delete("/api/alerts/silences/{silence_id}")
+    def unsilence(user: GetUserDep, silence_id: str) -> dict[str, Any]:
+        """End a silence now."""
+        with _answers():
+            found = store().alerts.silence_by_id(silence_id)
+            if found is None or not set(found.matchers.get("dag_id", ())) <= set(_authorized_dag_ids(user)):
+                raise HTTPException(status_code=404, detail=f"no silence {silence_id!r}")
+            _require_edit(user, list(found.matchers.get("dag_id", [])), "ending a silence")
+            if not store().alerts.unsilence(silence_id):
+                raise HTTPException(status_code=409, detail=f"silence {silence_id!r} is already over")
+        return {"id": silence_id, "ended": True}
 
     return app

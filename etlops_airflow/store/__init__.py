@@ -7,6 +7,7 @@ One module per concern, sharing the engine, transaction modes and schema upgrade
     store = Store.from_url("sqlite:///etlops.db")
     store.metrics.write(points)          # store/metrics.py
     store.outcomes.query(dag_id="orders")  # store/outcomes.py
+    store.dag_runs.failure_streaks()     # store/dag_runs.py
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.engine import URL
 
 from etlops_airflow.store import schema, upgrades
+from etlops_airflow.store.alerts import AlertsStore
+from etlops_airflow.store.dag_runs import DagRunsStore
 from etlops_airflow.store.db import Database
+from etlops_airflow.store.locks import LocksStore
 from etlops_airflow.store.metrics import MetricsStore, Series, SeriesValue
 from etlops_airflow.store.outcomes import OutcomeCount, OutcomesStore
 
@@ -31,6 +35,9 @@ class Store:
         self.db = engine if isinstance(engine, Database) else Database(engine)
         self.metrics = MetricsStore(self.db)
         self.outcomes = OutcomesStore(self.db)
+        self.dag_runs = DagRunsStore(self.db)
+        self.alerts = AlertsStore(self.db)
+        self.locks = LocksStore(self.db)
 
     @classmethod
     def from_url(cls, url: str | URL, **options: Any) -> Store:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, exists, func, select
+from sqlalchemy import Connection, Select, and_, exists, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
@@ -38,6 +39,8 @@ _SQL_AGG: dict[str, Callable[..., Any]] = {
     "count": func.count,
 }
 BUCKET_FUNCTIONS = tuple(_SQL_AGG)
+# "WITH … AS MATERIALIZED" needs SQLite 3.35; older versions run the same query without the hint.
+_SQLITE_MATERIALIZED = sqlite3.sqlite_version_info >= (3, 35)
 MAX_POINTS = 20_000  # buckets x series one series() call may return
 _CACHE_LIMIT = 100_000
 
@@ -62,6 +65,19 @@ class SeriesValue:
     labels: dict[str, str]
     value: float
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStats:
+    """Every aggregate of one series over one window: what alert rules combine."""
+
+    count: int
+    sum: float
+    min: float
+    max: float
+    last: float
+    last_ts_ms: int
+    last_id: int  # the newest point's id: ties on time go to the later write, as in aggregate()
 
 
 def window_ms(start: float | None, end: float | None, window: float | None) -> tuple[int, int]:
@@ -96,6 +112,7 @@ class MetricsStore:
         self.db = db
         self._series_ids: dict[tuple[str, str], int] = {}
         self._hashes: dict[str, str] = {}
+        self._labels_cache: dict[int, dict[str, str]] = {}
 
     # -- writes -----------------------------------------------------------------------------------
 
@@ -404,10 +421,94 @@ class MetricsStore:
         return [Series(name, label_sets[sid], values) for sid, values in by_series.items()]
 
     def _labels_of(self, conn: Connection, ids: list[int]) -> dict[int, dict[str, str]]:
-        if not ids:
+        """Labels of series ids (cached: a series' labels never change and ids are never reused)."""
+        cache = self._labels_cache
+        missing = [i for i in ids if i not in cache]
+        if missing:
+            if len(cache) > _CACHE_LIMIT:
+                cache.clear()
+            rows = conn.execute(select(S.c.id, S.c.labels).where(self.db.values_in(S.c.id, missing)))
+            cache.update({sid: json.loads(labels_text) for sid, labels_text in rows})
+        return {i: cache[i] for i in ids if i in cache}
+
+    def catalogue(self, names: Sequence[str]) -> dict[str, list[tuple[int, dict[str, str]]]]:
+        """The series of each metric name: ``{name: [(series id, labels), …]}`` (one query)."""
+        wanted = sorted({check_metric_name(n) for n in names})
+        found: dict[str, list[tuple[int, dict[str, str]]]] = {n: [] for n in wanted}
+        if not wanted:
+            return found
+        self.db.ensure_schema()
+        with self.db.read("read series catalogue") as conn:
+            rows = conn.execute(
+                select(S.c.id, S.c.name, S.c.labels)
+                .where(self.db.values_in(S.c.name, wanted))
+                .order_by(S.c.id)
+            ).all()
+        cache = self._labels_cache
+        for sid, name, labels_text in rows:
+            labels = cache.get(sid)
+            if labels is None:
+                labels = cache[sid] = json.loads(labels_text)
+            found[name].append((sid, labels))
+        return found
+
+    def stats(self, requests: Sequence[tuple[int, int, int]]) -> dict[tuple[int, int, int], WindowStats]:
+        """count, sum, min, max and last of many (series id, start_ms, end_ms) windows in ONE
+        query: the database does one index range scan per window, and only the figures come
+        back. Windows without a point are left out. Alert evaluation asks this once for every
+        window of every rule."""
+        unique = sorted(set(requests))
+        if not unique:
             return {}
-        rows = conn.execute(select(S.c.id, S.c.labels).where(self.db.values_in(S.c.id, ids)))
-        return {sid: json.loads(text) for sid, text in rows}
+        window = "p.series_id = w.sid AND p.ts_ms >= w.a AND p.ts_ms < w.b"
+        newest = f"FROM {P.name} p WHERE {window} ORDER BY p.ts_ms DESC, p.id DESC LIMIT 1"
+        if self.db.dialect == "postgresql":
+            # One index range scan and one index seek per window, through LATERAL joins.
+            sql = f"""
+                WITH w AS (
+                    SELECT * FROM unnest(CAST(:sids AS integer[]), CAST(:starts AS bigint[]),
+                                         CAST(:ends AS bigint[])) AS w(sid, a, b)
+                )
+                SELECT w.sid, w.a, w.b, agg.n, agg.total, agg.low, agg.high, lst.value, lst.ts_ms, lst.id
+                FROM w
+                CROSS JOIN LATERAL (
+                    SELECT count(p.value) AS n, sum(p.value) AS total, min(p.value) AS low,
+                           max(p.value) AS high
+                    FROM {P.name} p WHERE {window}
+                ) agg
+                CROSS JOIN LATERAL (SELECT p.value, p.ts_ms, p.id {newest}) lst
+            """
+            params: dict[str, Any] = {
+                "sids": [r[0] for r in unique],
+                "starts": [r[1] for r in unique],
+                "ends": [r[2] for r in unique],
+            }
+        else:
+            # The windows are decoded from JSON once (MATERIALIZED), not once per joined row;
+            # the newest point of each window is an index seek.
+            materialized = "MATERIALIZED " if _SQLITE_MATERIALIZED else ""
+            sql = f"""
+                WITH w AS {materialized}(
+                    SELECT json_extract(value, '$[0]') AS sid, json_extract(value, '$[1]') AS a,
+                           json_extract(value, '$[2]') AS b
+                    FROM json_each(:req)
+                )
+                SELECT w.sid, w.a, w.b, count(p.value), sum(p.value), min(p.value), max(p.value),
+                       (SELECT p.value {newest}), (SELECT p.ts_ms {newest}), (SELECT p.id {newest})
+                FROM w JOIN {P.name} p ON {window}
+                GROUP BY w.sid, w.a, w.b
+            """
+            params = {"req": json.dumps(unique)}
+        self.db.ensure_schema()
+        with self.db.read("read window stats") as conn:
+            rows = conn.execute(text(sql), params).all()
+        return {
+            (int(r[0]), int(r[1]), int(r[2])): WindowStats(
+                int(r[3]), float(r[4]), float(r[5]), float(r[6]), float(r[7]), int(r[8]), int(r[9])
+            )
+            for r in rows
+            if r[3]
+        }
 
     def names(self, *, dag_ids: Sequence[str] | None = None) -> list[str]:
         """Metric names that have at least one (visible) series."""

@@ -108,3 +108,139 @@ task_outcomes = Table(
     Index(f"ix_{PREFIX}task_outcomes_dag_task_end", "dag_id", "task_id", "end_ts"),
     Index(f"ix_{PREFIX}task_outcomes_end", "end_ts"),
 )
+
+# One row per finished DAG run (success or failed), upserted on (dag_id, run_id). Added by upgrade 3.
+dag_runs = Table(
+    f"{PREFIX}dag_runs",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("dag_id", String(250), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("run_type", String(50)),
+    Column("start_ts", Double),
+    Column("end_ts", Double),
+    Column("duration_s", Double),
+    Column("recorded_at", Double, nullable=False),
+    UniqueConstraint("dag_id", "run_id", name=f"uq_{PREFIX}dag_runs_run"),
+    Index(f"ix_{PREFIX}dag_runs_dag_end", "dag_id", "end_ts"),
+    Index(f"ix_{PREFIX}dag_runs_end", "end_ts"),
+)
+
+# -- alerting -----------------------------------------------------------------------------------
+
+# One row per alert (a rule and a set of labels) that is pending, firing or resolved.
+alerts = Table(
+    f"{PREFIX}alerts",
+    metadata,
+    Column("fingerprint", String(32), primary_key=True),
+    Column("rule_id", String(100), nullable=False),
+    Column("labels", Text, nullable=False),  # JSON
+    Column("dag_id", String(250)),  # the dag_id label, for DAG authorization in SQL
+    Column("state", String(16), nullable=False),
+    Column("value", Double),
+    Column("pending_since", Double),
+    Column("active_since", Double),
+    Column("resolved_at", Double),
+    Column("last_breach_at", Double),
+    Column("last_eval_at", Double),
+    Column("acked_by", String(250)),
+    Column("acked_at", Double),
+    Column("incident", Integer, nullable=False, server_default="0"),
+    Column("annotations", Text, nullable=False, server_default="{}"),  # JSON, e.g. the failed run_id
+    Column("updated_at", Double, nullable=False),
+    Index(f"ix_{PREFIX}alerts_state", "state"),
+    Index(f"ix_{PREFIX}alerts_rule", "rule_id"),
+    Index(f"ix_{PREFIX}alerts_dag", "dag_id"),
+)
+
+alert_transitions = Table(
+    f"{PREFIX}alert_transitions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("fingerprint", String(32), nullable=False),
+    Column("rule_id", String(100), nullable=False),
+    Column("from_state", String(16), nullable=False),
+    Column("to_state", String(16), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("value", Double),
+    Column("labels", Text, nullable=False),
+    Column("note", String(250)),
+    Index(f"ix_{PREFIX}alert_transitions_fp_at", "fingerprint", "at"),
+    Index(f"ix_{PREFIX}alert_transitions_at", "at"),
+)
+
+# Alertmanager-style groups: what each route's receivers were last told, and when.
+alert_groups = Table(
+    f"{PREFIX}alert_groups",
+    metadata,
+    Column("key", String(32), primary_key=True),
+    Column("route_index", Integer, nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("last_flush_at", Double),
+    Column("notified", Text, nullable=False),  # JSON {fingerprint: "firing"}
+    Column("sequence", Integer, nullable=False),
+)
+
+# The outbox: every notification to every receiver, written in the evaluation's transaction
+# and delivered afterwards, so a crash between the two neither loses nor repeats one.
+alert_outbox = Table(
+    f"{PREFIX}alert_outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(120), nullable=False),
+    Column("root_key", String(120)),  # the group's first notification to this receiver (threads)
+    Column("receiver", String(100), nullable=False),
+    Column("payload", Text, nullable=False),  # the MessageView as JSON
+    Column("status", String(16), nullable=False),  # pending, sending, sent, failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("created_at", Double, nullable=False),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("claimed_by", String(250)),
+    Column("claimed_at", Double),
+    Column("sent_at", Double),
+    Column("external_id", String(250)),  # Slack "CHANNEL:TS" of a bot-token message
+    Column("last_error", Text),
+    UniqueConstraint("idempotency_key", "receiver", name=f"uq_{PREFIX}alert_outbox_key"),
+    Index(f"ix_{PREFIX}alert_outbox_status_next", "status", "next_attempt_at"),
+)
+
+alert_attempts = Table(
+    f"{PREFIX}alert_attempts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "outbox_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey(f"{PREFIX}alert_outbox.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("at", Double, nullable=False),
+    Column("status", Integer),
+    Column("error", Text),
+    Index(f"ix_{PREFIX}alert_attempts_outbox", "outbox_id"),
+)
+
+alert_silences = Table(
+    f"{PREFIX}alert_silences",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("matchers", Text, nullable=False),  # JSON {label: [values]}
+    Column("starts_at", Double, nullable=False),
+    Column("ends_at", Double, nullable=False),
+    Column("created_by", String(250), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Index(f"ix_{PREFIX}alert_silences_ends", "ends_at"),
+)
+
+# Lease locks (alert evaluation, migrations): one holder, and a dead holder's lease expires.
+locks = Table(
+    f"{PREFIX}locks",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("owner", String(250)),
+    Column("acquired_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+)

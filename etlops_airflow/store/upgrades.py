@@ -176,9 +176,145 @@ def _v2(conn: Connection) -> None:
         conn.execute(insert(labels), label_rows)
 
 
+# -- 3: DAG-run outcomes (frozen) ----------------------------------------------------------------
+
+
+def _v3(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        f"{P}dag_runs",
+        md,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("dag_id", String(250), nullable=False),
+        Column("run_id", String(250), nullable=False),
+        Column("state", String(20), nullable=False),
+        Column("run_type", String(50)),
+        Column("start_ts", Double),
+        Column("end_ts", Double),
+        Column("duration_s", Double),
+        Column("recorded_at", Double, nullable=False),
+        UniqueConstraint("dag_id", "run_id", name=f"uq_{P}dag_runs_run"),
+        Index(f"ix_{P}dag_runs_dag_end", "dag_id", "end_ts"),
+        Index(f"ix_{P}dag_runs_end", "end_ts"),
+    )
+    md.create_all(conn, checkfirst=False)  # a table already in the way fails the upgrade
+
+
+# -- 4: alerting: alerts, transitions, groups, outbox, attempts, silences; lease locks ----------
+
+
+def _v4(conn: Connection) -> None:
+    md = MetaData()
+    big = BigInteger().with_variant(Integer, "sqlite")
+    Table(
+        f"{P}alerts",
+        md,
+        Column("fingerprint", String(32), primary_key=True),
+        Column("rule_id", String(100), nullable=False),
+        Column("labels", Text, nullable=False),
+        Column("dag_id", String(250)),
+        Column("state", String(16), nullable=False),
+        Column("value", Double),
+        Column("pending_since", Double),
+        Column("active_since", Double),
+        Column("resolved_at", Double),
+        Column("last_breach_at", Double),
+        Column("last_eval_at", Double),
+        Column("acked_by", String(250)),
+        Column("acked_at", Double),
+        Column("incident", Integer, nullable=False, server_default="0"),
+        Column("annotations", Text, nullable=False, server_default="{}"),
+        Column("updated_at", Double, nullable=False),
+        Index(f"ix_{P}alerts_state", "state"),
+        Index(f"ix_{P}alerts_rule", "rule_id"),
+        Index(f"ix_{P}alerts_dag", "dag_id"),
+    )
+    Table(
+        f"{P}alert_transitions",
+        md,
+        Column("id", big, primary_key=True, autoincrement=True),
+        Column("fingerprint", String(32), nullable=False),
+        Column("rule_id", String(100), nullable=False),
+        Column("from_state", String(16), nullable=False),
+        Column("to_state", String(16), nullable=False),
+        Column("at", Double, nullable=False),
+        Column("value", Double),
+        Column("labels", Text, nullable=False),
+        Column("note", String(250)),
+        Index(f"ix_{P}alert_transitions_fp_at", "fingerprint", "at"),
+        Index(f"ix_{P}alert_transitions_at", "at"),
+    )
+    Table(
+        f"{P}alert_groups",
+        md,
+        Column("key", String(32), primary_key=True),
+        Column("route_index", Integer, nullable=False),
+        Column("labels", Text, nullable=False),
+        Column("created_at", Double, nullable=False),
+        Column("last_flush_at", Double),
+        Column("notified", Text, nullable=False),
+        Column("sequence", Integer, nullable=False),
+    )
+    Table(
+        f"{P}alert_outbox",
+        md,
+        Column("id", big, primary_key=True, autoincrement=True),
+        Column("idempotency_key", String(120), nullable=False),
+        Column("root_key", String(120)),
+        Column("receiver", String(100), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("attempts", Integer, nullable=False, server_default="0"),
+        Column("created_at", Double, nullable=False),
+        Column("next_attempt_at", Double, nullable=False),
+        Column("claimed_by", String(250)),
+        Column("claimed_at", Double),
+        Column("sent_at", Double),
+        Column("external_id", String(250)),
+        Column("last_error", Text),
+        UniqueConstraint("idempotency_key", "receiver", name=f"uq_{P}alert_outbox_key"),
+        Index(f"ix_{P}alert_outbox_status_next", "status", "next_attempt_at"),
+    )
+    Table(
+        f"{P}alert_attempts",
+        md,
+        Column("id", big, primary_key=True, autoincrement=True),
+        Column("outbox_id", big, ForeignKey(f"{P}alert_outbox.id", ondelete="CASCADE"), nullable=False),
+        Column("at", Double, nullable=False),
+        Column("status", Integer),
+        Column("error", Text),
+        Index(f"ix_{P}alert_attempts_outbox", "outbox_id"),
+    )
+    Table(
+        f"{P}alert_silences",
+        md,
+        Column("id", String(32), primary_key=True),
+        Column("matchers", Text, nullable=False),
+        Column("starts_at", Double, nullable=False),
+        Column("ends_at", Double, nullable=False),
+        Column("created_by", String(250), nullable=False),
+        Column("comment", Text, nullable=False),
+        Column("created_at", Double, nullable=False),
+        Index(f"ix_{P}alert_silences_ends", "ends_at"),
+    )
+    Table(
+        f"{P}locks",
+        md,
+        Column("name", String(200), primary_key=True),
+        Column("owner", String(250)),
+        Column("acquired_at", Double, nullable=False),
+        Column("expires_at", Double, nullable=False),
+    )
+    md.create_all(conn)
+
+
 UPGRADES: tuple[Upgrade, ...] = (
     Upgrade(1, "metric series and points; task outcomes", _v1),
     Upgrade(2, "series keyed by a hash of their labels; labels table for filtering in SQL", _v2),
+    Upgrade(3, "DAG-run outcomes", _v3),
+    Upgrade(
+        4, "alerting: alerts, transitions, groups, outbox, delivery attempts, silences; lease locks", _v4
+    ),
 )
 
 HEAD = UPGRADES[-1].version

@@ -114,8 +114,18 @@ def _etlops_routes(api: Any) -> list[tuple[str, str]]:
         if path in docs:
             continue
         for method in sorted(getattr(route, "methods", None) or {"GET"}):
-            found.append((method, "/etlops" + re.sub(r"\{[^}]+\}", "probe", path)))
+            key = (method, "/etlops" + re.sub(r"\{[^}]+\}", "probe", path))
+            # A route that reads a body needs a valid probe body, or its answers below would be
+            # FastAPI's 422 rather than auth's or the store's.
+            assert getattr(route, "body_field", None) is None or key in PROBE_BODIES, key
+            found.append(key)
     return found
+
+
+# A valid body for every route that reads one (checked by _etlops_routes).
+PROBE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/etlops/api/alerts/silences"): {"matchers": {"rule_id": "probe"}, "duration": "1m"},
+}
 
 
 def _forged_admin_token() -> str:
@@ -131,16 +141,29 @@ def _forged_admin_token() -> str:
 def test_every_route_refuses_anonymous_and_bad_tokens(api: Any, store: Store) -> None:
     routes = _etlops_routes(api)
     assert ("GET", "/etlops/api/outcomes") in routes and ("GET", "/etlops/api/store") in routes
+    # The alert routes, changes included, are in the list (so every check below covers them).
+    assert {
+        ("GET", "/etlops/api/alerts"),
+        ("POST", "/etlops/api/alerts/probe/ack"),
+        ("POST", "/etlops/api/alerts/silences"),
+        ("DELETE", "/etlops/api/alerts/silences/probe"),
+    } <= set(routes)
     bad_tokens = {"garbage": "not-a-token", "forged": _forged_admin_token()}
     for method, path in routes:
-        assert api.request(method, path).status_code == 401, (method, path)
+        body = PROBE_BODIES.get((method, path))
+        assert api.request(method, path, json=body).status_code == 401, (method, path)
         for kind, token in bad_tokens.items():
-            response = api.request(method, path, headers={"Authorization": f"Bearer {token}"})
+            response = api.request(method, path, json=body, headers={"Authorization": f"Bearer {token}"})
             assert response.status_code == 403, (kind, method, path, response.text)
         # Authenticated but without plugin access (a user with no role): refused too.
-        assert api.request(method, path, headers=_as("nobody", None)).status_code == 403, (method, path)
+        response = api.request(method, path, json=body, headers=_as("nobody", None))
+        assert response.status_code == 403, (method, path)
     # The same requests with a valid token are answered (so the refusals above are auth's).
     assert api.get("/etlops/api/store", headers=_as(*ADMIN)).status_code == 200
+    for method, path in routes:
+        response = api.request(method, path, json=PROBE_BODIES.get((method, path)), headers=_as(*ADMIN))
+        assert response.status_code not in (401, 403, 422), (method, path, response.text)
+    assert [s["matchers"] for s in _alerts(api, ADMIN)["silences"]] == [{"rule_id": ["probe"]}]
 
 
 def test_every_route_answers_a_misconfigured_store_naming_the_option(
@@ -152,7 +175,8 @@ def test_every_route_answers_a_misconfigured_store_naming_the_option(
     runtime.reset()
     try:
         for method, path in _etlops_routes(api):
-            response = api.request(method, path, headers=_as(*ADMIN))  # a 500 would raise here
+            body = PROBE_BODIES.get((method, path))
+            response = api.request(method, path, json=body, headers=_as(*ADMIN))  # a 500 would raise
             assert response.status_code == 503, (method, path, response.text)
             assert "store_url" in response.json()["detail"], (method, path)
     finally:
@@ -270,6 +294,239 @@ def test_too_many_series_for_max_points_is_a_400_naming_max_points(api: Any, sto
     assert response.status_code == 400, response.text
     assert response.json()["detail"].startswith("max_points 10:")
     assert api.get("/etlops/api/metrics/busy?max_points=15", headers=_as(*ADMIN)).status_code == 200
+
+
+# -- alerts: read filtered to readable DAGs; changes need edit rights ------------------------------
+
+VIEWER = ("viewer", "viewer")  # may read every DAG, edit none
+PARTIAL_EDITOR = (PARTIAL_USER, "user")  # may read and edit dag_a and dag_c only
+UNKNOWN_FP = "0" * 24
+
+
+def _alerts(api: Any, user: tuple[str, str], query: str = "") -> dict[str, Any]:
+    response = api.get(f"/etlops/api/alerts{query}", headers=_as(*user))
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _fingerprints(api: Any, user: tuple[str, str], query: str = "") -> set[str]:
+    return {a["fingerprint"] for a in _alerts(api, user, query)["alerts"]}
+
+
+def _seed_alerts(store: Store) -> dict[str, str]:
+    """Three firing alerts: of dag_a (partial may read it), of the demo DAG (partial may not),
+    and one without a dag_id (everyone may read it). Returns their fingerprints."""
+    now = time.time()
+
+    def fire(rule_id: str, **labels: str) -> str:
+        alert, started = store.alerts.raise_alert(
+            rule_id,
+            {"rule_id": rule_id, "severity": "high", **labels},
+            {"summary": f"{rule_id} breached"},
+            now=now,
+        )
+        assert started and alert.state == "firing"
+        return alert.fingerprint
+
+    return {
+        "mine": fire("rows-low", dag_id="dag_a", table="orders"),
+        "forbidden": fire("rows-low", dag_id=DEMO_DAG, table="orders"),
+        "global": fire("disk-full", host="w1"),
+    }
+
+
+def _resolve(store: Store, fp: str) -> None:
+    """Resolve a stored alert the way an evaluation does."""
+    from dataclasses import replace
+
+    alert = store.alerts.get(fp)
+    assert alert is not None
+    now = time.time()
+    resolved = replace(alert, state="resolved", resolved_at=now, last_eval_at=now)
+    store.alerts.commit_evaluation([resolved], [], [], {}, [], now=now)
+
+
+def _notes(store: Store, fp: str) -> list[str | None]:
+    from sqlalchemy import select
+
+    from etlops_airflow.store import schema
+
+    tr = schema.alert_transitions
+    with store.db.read("test: transition notes") as conn:
+        return [
+            r.note for r in conn.execute(select(tr.c.note).where(tr.c.fingerprint == fp).order_by(tr.c.id))
+        ]
+
+
+def test_alerts_are_filtered_to_readable_dags(api: Any, store: Store) -> None:
+    fps = _seed_alerts(store)
+    partial = _alerts(api, PARTIAL)
+    assert {a["fingerprint"] for a in partial["alerts"]} == {fps["mine"], fps["global"]}
+    assert DEMO_DAG not in json.dumps(partial)
+    mine = next(a for a in partial["alerts"] if a["fingerprint"] == fps["mine"])
+    assert mine["labels"] == {"rule_id": "rows-low", "severity": "high", "dag_id": "dag_a", "table": "orders"}
+    assert (mine["rule_id"], mine["state"], mine["severity"]) == ("rows-low", "firing", "high")
+    assert mine["annotations"] == {"summary": "rows-low breached"}
+    assert mine["acked_by"] is None and mine["active_since"] is not None
+    # dag_a is not in Airflow's metadata DB: other users see the demo DAG's alert instead.
+    assert _fingerprints(api, ADMIN) == {fps["forbidden"], fps["global"]}
+    assert _fingerprints(api, VIEWER) == {fps["forbidden"], fps["global"]}
+    assert _fingerprints(api, PARTIAL, "?rule_id=disk-full") == {fps["global"]}
+
+
+def test_alerts_state_filter(api: Any, store: Store) -> None:
+    fps = _seed_alerts(store)
+    _resolve(store, fps["global"])
+    assert _fingerprints(api, PARTIAL, "?state=firing") == {fps["mine"]}
+    assert _fingerprints(api, PARTIAL, "?state=resolved") == {fps["global"]}
+    assert _fingerprints(api, PARTIAL, "?state=pending") == set()
+    assert _fingerprints(api, PARTIAL, "?state=firing&state=resolved") == {fps["mine"], fps["global"]}
+    response = api.get("/etlops/api/alerts?state=bogus", headers=_as(*PARTIAL))
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"].startswith("state 'bogus':")
+
+
+def test_acknowledging_needs_edit_rights(api: Any, store: Store) -> None:
+    fps = _seed_alerts(store)
+    for fp in (fps["forbidden"], fps["global"]):
+        refused = api.post(f"/etlops/api/alerts/{fp}/ack", headers=_as(*VIEWER))
+        assert refused.status_code == 403, refused.text
+        assert "edit rights" in refused.json()["detail"]
+        alert = store.alerts.get(fp)
+        assert alert is not None and alert.acked_by is None and alert.acked_at is None
+        assert _notes(store, fp) == ["raised by a callback"]  # nothing recorded
+
+    before = time.time()
+    response = api.post(f"/etlops/api/alerts/{fps['forbidden']}/ack", headers=_as(*ADMIN))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["fingerprint"], body["state"], body["acked_by"]) == (fps["forbidden"], "firing", "admin")
+    assert before <= body["acked_at"] <= time.time()
+    stored = store.alerts.get(fps["forbidden"])
+    assert stored is not None and stored.acked_by == "admin" and stored.state == "firing"
+    assert _notes(store, fps["forbidden"]) == ["raised by a callback", "acknowledged by admin"]
+    (shown,) = [a for a in _alerts(api, VIEWER)["alerts"] if a["fingerprint"] == fps["forbidden"]]
+    assert shown["acked_by"] == "admin"
+
+    # A user with edit rights on dag_a (not an admin) acknowledges its alert.
+    response = api.post(f"/etlops/api/alerts/{fps['mine']}/ack", headers=_as(*PARTIAL_EDITOR))
+    assert response.status_code == 200, response.text
+    assert response.json()["acked_by"] == PARTIAL_USER
+    assert _notes(store, fps["mine"])[-1] == f"acknowledged by {PARTIAL_USER}"
+
+
+def test_acknowledging_an_unreadable_alert_does_not_reveal_it(api: Any, store: Store) -> None:
+    fps = _seed_alerts(store)
+    unknown = api.post(f"/etlops/api/alerts/{UNKNOWN_FP}/ack", headers=_as(*PARTIAL_EDITOR))
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["detail"] == f"no alert {UNKNOWN_FP!r}"
+    for user in (PARTIAL_EDITOR, PARTIAL):
+        hidden = api.post(f"/etlops/api/alerts/{fps['forbidden']}/ack", headers=_as(*user))
+        assert hidden.status_code == 404, hidden.text
+        # the same answer as for an alert that does not exist
+        assert hidden.json()["detail"] == f"no alert {fps['forbidden']!r}"
+        assert DEMO_DAG not in hidden.text
+    alert = store.alerts.get(fps["forbidden"])
+    assert alert is not None and alert.acked_by is None
+
+
+def test_acknowledging_a_resolved_alert_is_refused(api: Any, store: Store) -> None:
+    fps = _seed_alerts(store)
+    _resolve(store, fps["forbidden"])
+    response = api.post(f"/etlops/api/alerts/{fps['forbidden']}/ack", headers=_as(*ADMIN))
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith(f"fingerprint {fps['forbidden']!r}:") and "resolved, not firing" in detail
+    alert = store.alerts.get(fps["forbidden"])
+    assert alert is not None and alert.acked_by is None
+    response = api.post(f"/etlops/api/alerts/{UNKNOWN_FP}/ack", headers=_as(*ADMIN))
+    assert response.status_code == 404 and UNKNOWN_FP in response.json()["detail"], response.text
+
+
+def _silence(api: Any, user: tuple[str, str], matchers: dict[str, Any], **extra: Any) -> Any:
+    return api.post("/etlops/api/alerts/silences", headers=_as(*user), json={"matchers": matchers, **extra})
+
+
+def test_silence_is_created_and_ended(api: Any, store: Store) -> None:
+    before = time.time()
+    response = _silence(
+        api, ADMIN, {"rule_id": "rows-low", "dag_id": DEMO_DAG}, duration="30m", comment="deploying"
+    )
+    assert response.status_code == 201, response.text
+    made = response.json()
+    assert made["matchers"] == {"rule_id": ["rows-low"], "dag_id": [DEMO_DAG]}
+    assert (made["created_by"], made["comment"]) == ("admin", "deploying")
+    assert before <= made["starts_at"] <= time.time()
+    assert made["ends_at"] == pytest.approx(made["starts_at"] + 1800)
+    assert made["ends_at"] == pytest.approx(time.time() + 1800, abs=60)
+    assert [s.id for s in store.alerts.silences()] == [made["id"]]
+    assert _alerts(api, VIEWER)["silences"] == [made]
+
+    # A viewer may not end it.
+    refused = api.delete(f"/etlops/api/alerts/silences/{made['id']}", headers=_as(*VIEWER))
+    assert refused.status_code == 403, refused.text
+    assert [s.id for s in store.alerts.silences()] == [made["id"]]
+
+    ended = api.delete(f"/etlops/api/alerts/silences/{made['id']}", headers=_as(*ADMIN))
+    assert ended.status_code == 200, ended.text
+    assert ended.json() == {"id": made["id"], "ended": True}
+    assert store.alerts.silences() == []
+    assert _alerts(api, ADMIN)["silences"] == []
+    kept = store.alerts.silence_by_id(made["id"])
+    assert kept is not None and kept.ends_at <= time.time()
+
+    again = api.delete(f"/etlops/api/alerts/silences/{made['id']}", headers=_as(*ADMIN))
+    assert again.status_code == 409, again.text
+    assert "already over" in again.json()["detail"]
+    unknown = api.delete("/etlops/api/alerts/silences/no-such-silence", headers=_as(*ADMIN))
+    assert unknown.status_code == 404, unknown.text
+    assert "no-such-silence" in unknown.json()["detail"]
+
+
+def test_silence_input_is_checked(api: Any, store: Store) -> None:
+    for duration in ("soon", "0s", "400d"):
+        response = _silence(api, ADMIN, {"rule_id": "rows-low"}, duration=duration)
+        assert response.status_code == 400, (duration, response.text)
+        assert response.json()["detail"].startswith("duration "), (duration, response.text)
+    response = _silence(api, ADMIN, {})
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"].startswith("matchers ")
+    assert store.alerts.silences() == []
+
+
+def test_silencing_needs_edit_rights(api: Any, store: Store) -> None:
+    refused = _silence(api, VIEWER, {"rule_id": "rows-low"}, duration="1h")
+    assert refused.status_code == 403, refused.text
+    assert "edit rights" in refused.json()["detail"]
+    # partial may edit dag_a, not the demo DAG (nor a silence naming both)
+    for dag_ids in (DEMO_DAG, [DEMO_DAG], ["dag_a", DEMO_DAG]):
+        refused = _silence(api, PARTIAL_EDITOR, {"dag_id": dag_ids}, duration="1h")
+        assert refused.status_code == 403, (dag_ids, refused.text)
+    assert store.alerts.silences() == []
+    allowed = _silence(api, PARTIAL_EDITOR, {"dag_id": "dag_a", "rule_id": "rows-low"}, duration="1h")
+    assert allowed.status_code == 201, allowed.text
+    assert allowed.json()["created_by"] == PARTIAL_USER
+    assert [s.id for s in store.alerts.silences()] == [allowed.json()["id"]]
+
+
+def test_silences_of_unreadable_dags_are_not_shown(api: Any, store: Store) -> None:
+    theirs = store.alerts.silence({"dag_id": DEMO_DAG}, duration_s=3600, created_by="admin", comment="x")
+    both = store.alerts.silence({"dag_id": ["dag_a", DEMO_DAG]}, duration_s=3600, created_by="admin")
+    mine = store.alerts.silence({"dag_id": "dag_a"}, duration_s=3600, created_by="admin")
+    general = store.alerts.silence({"rule_id": "disk-full"}, duration_s=3600, created_by="admin")
+    shown = _alerts(api, PARTIAL)["silences"]
+    assert {s["id"] for s in shown} == {mine.id, general.id}
+    assert DEMO_DAG not in json.dumps(shown)
+    # dag_a is not in Airflow's metadata DB: other users do not see the silences naming it.
+    assert {s["id"] for s in _alerts(api, ADMIN)["silences"]} == {theirs.id, general.id}
+    # Ending one is refused as if it did not exist.
+    for silence_id in (theirs.id, both.id):
+        hidden = api.delete(f"/etlops/api/alerts/silences/{silence_id}", headers=_as(*PARTIAL_EDITOR))
+        assert hidden.status_code == 404, hidden.text
+        assert DEMO_DAG not in hidden.text
+    assert len(store.alerts.silences()) == 4
+    ended = api.delete(f"/etlops/api/alerts/silences/{mine.id}", headers=_as(*PARTIAL_EDITOR))
+    assert ended.status_code == 200, ended.text
 
 
 # -- store status ----------------------------------------------------------------------------------

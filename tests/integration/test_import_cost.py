@@ -13,11 +13,18 @@ pytestmark = pytest.mark.integration
 DAG_FACING = [
     "etlops_airflow",
     "etlops_airflow.operators.metrics",
+    "etlops_airflow.operators.data_quality",
+    "etlops_airflow.operators.alerts",
     "etlops_airflow.sensors.metric",
+    "etlops_airflow.sensors.alerts",
     "etlops_airflow.notifications.metric",
+    "etlops_airflow.notifications.alerts",
+    "etlops_airflow.notifications.slack",
+    "etlops_airflow.notifications.email",
     "etlops_airflow.hooks.store",
     "etlops_airflow.plugins",
     "etlops_airflow.listeners.outcomes",
+    "etlops_airflow.listeners.dag_runs",
     "etlops_airflow.runtime",
 ]
 HEAVY = (

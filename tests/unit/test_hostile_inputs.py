@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from etlops_airflow import record_metrics
-from etlops_airflow.core.models import MAX_LABELS_TEXT, MetricPoint, TaskOutcome
-from etlops_airflow.exceptions import InvalidMetricError, InvalidOutcomeError
+from etlops_airflow.core.models import MAX_LABELS_TEXT, DagRunOutcome, MetricPoint, TaskOutcome
+from etlops_airflow.exceptions import InvalidDagRunOutcomeError, InvalidMetricError, InvalidOutcomeError
 from etlops_airflow.store import Store
 
 T0 = 1_700_000_000.0
@@ -44,6 +44,19 @@ def _outcome(**kwargs: Any) -> Callable[[Store], Any]:
     def run(store: Store) -> Any:
         store.outcomes.record(TaskOutcome(**fields))
         (row,) = store.outcomes.query()
+        return {name: getattr(row, name) for name in kwargs}
+
+    return run
+
+
+def _dag_run(**kwargs: Any) -> Callable[[Store], Any]:
+    """Record one DAG-run outcome; read back the fields named in ``kwargs``."""
+    fields = {"dag_id": "d", "run_id": "r", "state": "failed", "end_ts": T0}
+    fields.update(kwargs)
+
+    def run(store: Store) -> Any:
+        store.dag_runs.record(DagRunOutcome(**fields))
+        (row,) = store.dag_runs.query()
         return {name: getattr(row, name) for name in kwargs}
 
     return run
@@ -141,6 +154,22 @@ CASES = [
     Case("message_5000", _outcome(error_message="m" * 5000), expect={"error_message": "m" * 1999 + "…"}),
     Case("hostname_300", _outcome(hostname="h" * 300), expect={"hostname": "h" * 249 + "…"}),
     Case("error_class_nul", _outcome(error_class="Err\x00"), expect={"error_class": "Err\\x00"}),
+    Case(
+        "upstream_failed",
+        _outcome(state="upstream_failed", try_number=0),
+        expect={"state": "upstream_failed", "try_number": 0},
+    ),
+    # DAG-run outcomes
+    Case("run_dag_id_250", _dag_run(dag_id="d" * 250), expect={"dag_id": "d" * 250}),
+    Case(
+        "run_dag_id_251", _dag_run(dag_id="d" * 251), refused=(InvalidDagRunOutcomeError, "longer than 250")
+    ),
+    Case("run_id_nul", _dag_run(run_id="r\x00"), refused=(InvalidDagRunOutcomeError, "run_id")),
+    Case("run_state_queued", _dag_run(state="queued"), refused=(InvalidDagRunOutcomeError, "state 'queued'")),
+    Case("run_type_50", _dag_run(run_type="a" * 50), expect={"run_type": "a" * 50}),
+    Case("run_type_51", _dag_run(run_type="a" * 51), refused=(InvalidDagRunOutcomeError, "run_type")),
+    Case("run_type_sql", _dag_run(run_type="x'; --"), refused=(InvalidDagRunOutcomeError, "run_type")),
+    Case("run_end_in_ms", _dag_run(end_ts=T0 * 1000), refused=(InvalidDagRunOutcomeError, "milliseconds")),
 ]
 
 
@@ -153,5 +182,6 @@ def test_hostile_input_has_the_same_outcome_on_both_databases(store: Store, case
         assert shown in str(info.value)
         status = store.status()["rows"]
         assert status["etlops_metric_points"] == 0 and status["etlops_task_outcomes"] == 0
+        assert status["etlops_dag_runs"] == 0
     else:
         assert case.action(store) == case.expect

@@ -331,3 +331,32 @@ def test_bad_store_url_names_option_and_value(url: str, shown: str) -> None:
 def test_aggregate_rejects_unknown_fn(store: Store) -> None:
     with pytest.raises(ValidationError, match="fn 'median'"):
         store.metrics.aggregate("x", fn="median", window=10)
+
+
+def test_window_stats_agree_with_the_single_aggregates(store: Store) -> None:
+    from etlops_airflow.store.alerts import StoreAlertSource
+
+    m = store.metrics
+    for shard in range(4):
+        m.write(
+            _points(
+                "rows",
+                [float(shard * 10 + i) for i in range(6)],
+                {"shard": str(shard), "kind": "x" if shard % 2 else "y"},
+            )
+        )
+    m.write(_points("rows", [99.0], {"shard": "9"}, start=T0 + 10_000))  # outside the window
+    source = StoreAlertSource(store)
+    for fn in ("avg", "sum", "min", "max", "count", "last"):
+        for labels in ({}, {"kind": "x"}, {"shard": "2"}, {"shard": "nope"}):
+            window = {"start": T0, "end": T0 + 45}
+            expected = m.aggregate("rows", fn=fn, labels=labels, **window)
+            got = source.metric_value("rows", fn, labels, window["start"], window["end"])
+            assert got == pytest.approx(expected) if expected is not None else got is None, (fn, labels)
+    by_kind = dict(
+        (labels["kind"], v) for labels, v in source.metric_values_by("rows", ["kind"], "sum", {}, T0, T0 + 45)
+    )
+    assert by_kind == {
+        v.labels["kind"]: v.value
+        for v in m.aggregate_by("rows", by=["kind"], fn="sum", start=T0, end=T0 + 45)
+    }

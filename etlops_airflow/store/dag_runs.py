@@ -1,0 +1,97 @@
+"""DAG-run outcomes: one row per finished run (``success`` / ``failed``), upserted on
+``(dag_id, run_id)``; queries and failure streaks in SQL.
+
+``dag_ids``, when given, limits every read to those DAGs inside the query (before ``LIMIT``),
+as in :mod:`etlops_airflow.store.outcomes`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from sqlalchemy import case, func, select
+
+from etlops_airflow.core.models import DAG_RUN_STATES, DagRunOutcome
+from etlops_airflow.exceptions import InvalidDagRunOutcomeError
+from etlops_airflow.store import schema
+from etlops_airflow.store.db import Database
+from etlops_airflow.store.outcomes import check_limit, scoped, streak_column
+
+D = schema.dag_runs
+_FIELDS = tuple(DagRunOutcome.__dataclass_fields__)
+_UPDATE = ("state", "run_type", "start_ts", "end_ts", "duration_s", "recorded_at")
+
+
+class DagRunsStore:
+    """The DAG-run-outcomes concern of the store (``store.dag_runs``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(self, outcome: DagRunOutcome) -> None:
+        """Insert the outcome of one DAG run, or update it (a run cleared and run again ends again)."""
+        if not isinstance(outcome, DagRunOutcome):
+            raise InvalidDagRunOutcomeError("outcome", outcome, "expected a DagRunOutcome")
+        values = {name: getattr(outcome, name) for name in _FIELDS}
+        values["recorded_at"] = time.time()
+        stmt = self.db.insert(D).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["dag_id", "run_id"], set_={col: stmt.excluded[col] for col in _UPDATE}
+        )
+        self.db.ensure_schema()
+        with self.db.write(f"record outcome of DAG run {outcome.dag_id} {outcome.run_id}") as conn:
+            conn.execute(stmt)
+
+    def query(
+        self,
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        states: Sequence[str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        dag_ids: Sequence[str] | None = None,
+        limit: int = 1000,
+    ) -> list[DagRunOutcome]:
+        """Recorded runs, newest end first (runs with no end time last), on both databases."""
+        stmt = scoped(
+            self.db,
+            select(*(D.c[name] for name in _FIELDS)),
+            D,
+            equal={"dag_id": dag_id, "run_id": run_id},
+            states=states,
+            allowed_states=DAG_RUN_STATES,
+            since=since,
+            until=until,
+            dag_ids=dag_ids,
+        )
+        stmt = stmt.order_by(D.c.end_ts.is_(None), D.c.end_ts.desc(), D.c.id.desc()).limit(check_limit(limit))
+        self.db.ensure_schema()
+        with self.db.read("query DAG-run outcomes") as conn:
+            rows = conn.execute(stmt).all()
+        return [DagRunOutcome(**dict(zip(_FIELDS, row, strict=True))) for row in rows]
+
+    def failure_streaks(
+        self, dag_id: str | None = None, *, dag_ids: Sequence[str] | None = None
+    ) -> list[tuple[dict[str, str], int]]:
+        """Per DAG that has recorded runs: ``({"dag_id": …}, n)`` where ``n`` is the number of
+        consecutive failed runs ending at its latest run (0 when the latest succeeded). Runs are
+        ordered by end time (then by the order they were first recorded). Computed in SQL."""
+        order = (D.c.end_ts.is_(None), D.c.end_ts.desc(), D.c.id.desc())
+        ranked = select(
+            D.c.dag_id,
+            D.c.state,
+            func.row_number().over(partition_by=D.c.dag_id, order_by=order).label("rn"),
+        )
+        ranked = scoped(self.db, ranked, D, equal={"dag_id": dag_id}, dag_ids=dag_ids)
+        r = ranked.subquery()
+        stmt = (
+            select(r.c.dag_id, streak_column(r.c.rn, case((r.c.state == "success", r.c.rn))))
+            .group_by(r.c.dag_id)
+            .order_by(r.c.dag_id)
+        )
+        self.db.ensure_schema()
+        with self.db.read("compute DAG-run failure streaks") as conn:
+            rows = conn.execute(stmt).all()
+        return [({"dag_id": row[0]}, int(row[1])) for row in rows]
