@@ -1,10 +1,11 @@
 """Alert evaluation: the rules in ``[etlops] alert_rules_file``, evaluated against the etlops store.
 
-Each run evaluates the rules every ``[etlops] alert_evaluation_interval`` (1 minute) until the
-next run is due (``[etlops] alert_evaluation_schedule``, hourly), waiting in the triggerer
-in between: rules are evaluated every minute while Airflow's metadata DB gets one DAG run an
-hour (24 a day, not 1,440). Notifications go to Slack and e-mail through the rule file's
-routes; what cannot be delivered stays in the store's outbox for the next evaluation.
+Each scheduled run evaluates the rules every ``[etlops] alert_evaluation_interval`` (1 minute)
+until the next run is due (``[etlops] alert_evaluation_schedule``, hourly), waiting in the
+triggerer in between: rules are evaluated every minute while Airflow's metadata DB gets one DAG
+run an hour (24 a day, not 1,440). A manual run evaluates once. Notifications go to Slack and
+e-mail through the rule file's routes; what cannot be delivered stays in the store's outbox for
+the next evaluation.
 
 Paused on creation. A rule file that does not load is an import error of this DAG naming
 the file, the rule, the field and the value.

@@ -15,6 +15,7 @@ export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$DEMO/passwords.json"
 export AIRFLOW__API__PORT="$PORT"
 export AIRFLOW__API__BASE_URL="http://localhost:$PORT"
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
+export AIRFLOW__ETLOPS__ALERT_RULES_FILE="${AIRFLOW__ETLOPS__ALERT_RULES_FILE:-$ROOT/scripts/demo_alert_rules.yaml}"
 # airflow standalone starts its components with the `airflow` command found on PATH.
 export PATH="$VENV_BIN:$PATH"
 mkdir -p "$AIRFLOW_HOME"
@@ -30,6 +31,8 @@ cat <<MSG
   Providers:   Admin -> Providers lists etlops-airflow
   Store:       $AIRFLOW_HOME/etlops.db  (airflow etlops store-status)
   Try:         unpause and trigger the DAG 'etlops_demo_pipeline'
+  Alerts:      unpause 'etlops_alerting' (rules: scripts/demo_alert_rules.yaml), then
+               airflow etlops alerts list
   Stop:        Ctrl-C
 
 MSG

@@ -28,9 +28,10 @@ class EvaluateAlertRulesOperator(BaseOperator):
     error naming the file, the rule, the field and the value, and nothing is evaluated.
 
     :param rules_file: path of the rule file (None: nothing to evaluate, the task is skipped).
-    :param evaluate_for: keep evaluating every ``interval`` for this long (e.g. ``"59m"`` in an
-        hourly DAG: rules are evaluated every minute and Airflow records one run per hour).
-        ``0`` (default) evaluates once.
+    :param evaluate_for: in a scheduled run, keep evaluating every ``interval`` for this long after
+        the run's scheduled time (e.g. ``"59m"`` in an hourly DAG: rules are evaluated every minute
+        and Airflow records one run per hour). ``0`` (default), and any manual run or ``airflow
+        dags test``, evaluates once.
     :param interval: time between evaluations when ``evaluate_for`` is set.
     :param deferrable: wait between evaluations in the triggerer (no worker slot held).
     :param delivery_budget: how long one evaluation may spend delivering notifications.
@@ -105,9 +106,21 @@ class EvaluateAlertRulesOperator(BaseOperator):
         return summary
 
     def execute(self, context: Any) -> dict[str, Any]:
+        return self._loop(self._until(context), None)
+
+    def _until(self, context: Any) -> float:
+        """A scheduled run evaluates until ``evaluate_for`` after its scheduled time (so a late
+        start does not overlap the next run); a manual run, a backfill or ``airflow dags test``
+        evaluates once."""
         import time
 
-        return self._loop(time.time() + self.evaluate_for, None)
+        run = context.get("dag_run") if hasattr(context, "get") else None
+        run_type = str(getattr(getattr(run, "run_type", None), "value", getattr(run, "run_type", "")))
+        if self.evaluate_for <= 0 or run_type != "scheduled":
+            return 0.0
+        anchor: Any = getattr(run, "run_after", None)
+        start = float(anchor.timestamp()) if anchor is not None else time.time()
+        return start + self.evaluate_for
 
     def execute_next(
         self, context: Any, event: Any = None, until: float = 0.0, totals: dict[str, Any] | None = None

@@ -498,3 +498,20 @@ def test_from_a_dag_callback_without_a_task_instance_the_run_is_still_named(
     assert _plain(alert.labels) == {"dag_id": "orders"}
     assert alert.annotations["run_id"] == "manual__x"
     assert len(slack_server.requests_to(POST)) == 1
+
+
+def test_evaluate_operator_loops_only_in_scheduled_runs() -> None:
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from etlops_airflow.operators.alerts import EvaluateAlertRulesOperator
+
+    rules = str(Path(__file__).resolve().parents[1] / "fixtures" / "alert_rules_example.yaml")
+    op = EvaluateAlertRulesOperator(task_id="evaluate", rules_file=rules, evaluate_for="59m", interval="1m")
+    at = datetime(2026, 1, 1, 10, 0, tzinfo=timezone.utc)
+    scheduled = {"dag_run": SimpleNamespace(run_type="scheduled", run_after=at)}
+    assert op._until(scheduled) == at.timestamp() + 59 * 60  # from the scheduled time, not the start
+    for run_type in ("manual", "backfill", "asset_triggered"):
+        assert op._until({"dag_run": SimpleNamespace(run_type=run_type, run_after=at)}) == 0.0  # once
+    once = EvaluateAlertRulesOperator(task_id="once", rules_file=rules)
+    assert once._until(scheduled) == 0.0
