@@ -18,31 +18,13 @@ from datetime import datetime
 from airflow.sdk import DAG
 
 from etlops_airflow import config
-from etlops_airflow.exceptions import ConfigError
 from etlops_airflow.operators.alerts import EvaluateAlertRulesOperator
 
 RULES_FILE = config.get("alert_rules_file").strip()
-SCHEDULE = config.get("alert_evaluation_schedule").strip() or None
+SCHEDULE = config.get_schedule("alert_evaluation_schedule")
 INTERVAL = config.get_duration("alert_evaluation_interval")
 BUDGET = config.get_duration("alert_delivery_budget")
 ATTEMPTS = config.get_int("alert_max_delivery_attempts", minimum=1)
-
-
-def _period_s(schedule: str | None) -> float:
-    """Seconds between two runs of a cron schedule, so that one run evaluates until the next."""
-    if schedule is None:
-        return 0.0
-    from croniter import croniter
-
-    presets = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0"}
-    expression = presets.get(schedule, schedule)
-    if not croniter.is_valid(expression):
-        raise ConfigError(
-            "alert_evaluation_schedule", schedule, "expected a cron expression, @hourly or @daily"
-        )
-    runs = croniter(expression, datetime(2024, 1, 1))
-    first = runs.get_next(datetime)
-    return float((runs.get_next(datetime) - first).total_seconds())
 
 
 with DAG(
@@ -58,7 +40,7 @@ with DAG(
     EvaluateAlertRulesOperator(
         task_id="evaluate",
         rules_file=RULES_FILE or None,  # None: the task is skipped, saying which option to set
-        evaluate_for=max(0.0, _period_s(SCHEDULE) - INTERVAL),
+        evaluate_for=max(0.0, config.schedule_period_s(SCHEDULE) - INTERVAL),
         interval=INTERVAL,
         delivery_budget=BUDGET,
         max_delivery_attempts=ATTEMPTS,

@@ -64,6 +64,13 @@ class InvalidDagRunOutcomeError(InvalidOutcomeError):
         ValidationError.__init__(self, field, value, reason, owner="DAG run outcome")
 
 
+class InvalidProfileError(ValidationError):
+    """A profiling report (session, stage or finding) has a bad field."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        super().__init__(field, value, reason, owner="profile")
+
+
 class RuleError(ValidationError):
     """An alert rule file, rule, receiver or route is wrong. Names the file, the rule id (or
     the receiver / route), the field and the value."""
@@ -102,6 +109,10 @@ class WarehouseError(EtlopsError):
         self.conn_id = conn_id
         self.operation = operation
         super().__init__(message)
+
+
+class MaintenanceFailed(EtlopsError):
+    """A maintenance run could not do its job; the run (and what it did do) is recorded."""
 
 
 class StoreError(EtlopsError):

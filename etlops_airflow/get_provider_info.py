@@ -37,6 +37,9 @@ def get_provider_info() -> dict[str, Any]:
                     "etlops_airflow.operators.metrics",
                     "etlops_airflow.operators.data_quality",
                     "etlops_airflow.operators.alerts",
+                    "etlops_airflow.operators.maintenance.database",
+                    "etlops_airflow.operators.maintenance.health",
+                    "etlops_airflow.operators.maintenance.report",
                 ],
             }
         ],

@@ -16,9 +16,12 @@ export AIRFLOW__API__PORT="$PORT"
 export AIRFLOW__API__BASE_URL="http://localhost:$PORT"
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
 export AIRFLOW__ETLOPS__ALERT_RULES_FILE="${AIRFLOW__ETLOPS__ALERT_RULES_FILE:-$ROOT/scripts/demo_alert_rules.yaml}"
+# The maintenance DAGs clean these demo folders (empty at first) and Airflow's own logs.
+export AIRFLOW__ETLOPS__MAINTENANCE_CACHE_PATH="${AIRFLOW__ETLOPS__MAINTENANCE_CACHE_PATH:-$DEMO/cache}"
+export AIRFLOW__ETLOPS__MAINTENANCE_CHECKPOINT_PATH="${AIRFLOW__ETLOPS__MAINTENANCE_CHECKPOINT_PATH:-$DEMO/checkpoints}"
 # airflow standalone starts its components with the `airflow` command found on PATH.
 export PATH="$VENV_BIN:$PATH"
-mkdir -p "$AIRFLOW_HOME"
+mkdir -p "$AIRFLOW_HOME" "$AIRFLOW__ETLOPS__MAINTENANCE_CACHE_PATH" "$AIRFLOW__ETLOPS__MAINTENANCE_CHECKPOINT_PATH"
 [ -f "$DEMO/passwords.json" ] || echo '{"admin": "admin"}' > "$DEMO/passwords.json"
 
 airflow db migrate > "$DEMO/migrate.log" 2>&1 || { cat "$DEMO/migrate.log"; exit 1; }
@@ -33,6 +36,8 @@ cat <<MSG
   Try:         unpause and trigger the DAG 'etlops_demo_pipeline'
   Alerts:      unpause 'etlops_alerting' (rules: scripts/demo_alert_rules.yaml), then
                airflow etlops alerts list
+  Maintenance: the etlops_maintenance_* DAGs (paused); trigger one and see
+               airflow etlops store-status
   Stop:        Ctrl-C
 
 MSG

@@ -1,4 +1,5 @@
-"""The ``etlops`` Airflow plugin: outcome listeners (task tries, DAG runs) and the etlops API app.
+"""The ``etlops`` Airflow plugin: outcome listeners (task tries, DAG runs), the profiling listener
+and the etlops API app.
 
 Every Airflow process imports this module (workers at task start), so it only
 defines classes and adds one name to the secrets masker; the FastAPI app is built on
@@ -14,6 +15,7 @@ from airflow.plugins_manager import AirflowPlugin
 from etlops_airflow._secrets import hide_sensitive_fields
 from etlops_airflow.listeners import dag_runs as _dag_run_listener
 from etlops_airflow.listeners import outcomes as _outcome_listener
+from etlops_airflow.listeners import profiling as _profiling_listener
 
 # Every Airflow process loads its plugins after configuring the secrets masker: from here
 # on its connection API, UI and logs hide our ``sqlalchemy_url`` extra (it holds a password).
@@ -41,7 +43,7 @@ class LazyASGIApp:
 
 class EtlopsPlugin(AirflowPlugin):
     name = "etlops"
-    listeners = [_outcome_listener, _dag_run_listener]
+    listeners = [_outcome_listener, _dag_run_listener, _profiling_listener]
     fastapi_apps = [
         {
             "app": LazyASGIApp("etlops_airflow.plugins.api:create_app"),

@@ -148,6 +148,8 @@ def create_app(store_factory: Callable[[], Any] | None = None) -> FastAPI:
                     "max_points", max_points, f"too small for the {n_series} series of {name!r}"
                 )
             used = max(step, math.ceil(window * n_series / room))
+            if used > step and used > 3600:  # raised past an hour: whole hours, which the rollups answer
+                used = math.ceil(used / 3600) * 3600
             end = time.time()
             series = metrics.series(
                 name, step=used, fn=fn, start=end - window, end=end, dag_ids=allowed, max_points=max_points

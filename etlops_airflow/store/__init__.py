@@ -8,6 +8,8 @@ One module per concern, sharing the engine, transaction modes and schema upgrade
     store.metrics.write(points)          # store/metrics.py
     store.outcomes.query(dag_id="orders")  # store/outcomes.py
     store.dag_runs.failure_streaks()     # store/dag_runs.py
+    store.profiles.record(report)        # store/profiles.py
+    store.maintenance.record(run)        # store/maintenance.py (runs, health, rollups, retention)
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from etlops_airflow.store.alerts import AlertsStore
 from etlops_airflow.store.dag_runs import DagRunsStore
 from etlops_airflow.store.db import Database
 from etlops_airflow.store.locks import LocksStore
+from etlops_airflow.store.maintenance import MaintenanceStore
 from etlops_airflow.store.metrics import MetricsStore, Series, SeriesValue
 from etlops_airflow.store.outcomes import OutcomeCount, OutcomesStore
+from etlops_airflow.store.profiles import ProfilesStore
 
 __all__ = ["Database", "OutcomeCount", "Series", "SeriesValue", "Store"]
 
@@ -38,6 +42,8 @@ class Store:
         self.dag_runs = DagRunsStore(self.db)
         self.alerts = AlertsStore(self.db)
         self.locks = LocksStore(self.db)
+        self.profiles = ProfilesStore(self.db)
+        self.maintenance = MaintenanceStore(self.db)
 
     @classmethod
     def from_url(cls, url: str | URL, **options: Any) -> Store:

@@ -29,6 +29,7 @@ from etlops_airflow.core.models import AGGREGATES, MetricPoint, check_metric_nam
 from etlops_airflow.exceptions import InvalidMetricError, StoreError, ValidationError
 from etlops_airflow.store import schema
 from etlops_airflow.store.db import Database
+from etlops_airflow.store.maintenance import rollup_series_statement
 from etlops_airflow.store.upgrades import labels_hash
 
 _SQL_AGG: dict[str, Callable[..., Any]] = {
@@ -414,8 +415,11 @@ class MetricsStore:
             .order_by(P.c.series_id, bucket)
         )
         with self.db.read(f"series of {name}") as conn:
+            # Whole hours/days of the window that the rollups hold come from them (store/maintenance.py).
+            matching = self._matching(name, labels, dag_ids)
+            rolled = rollup_series_statement(conn, matching, fn, step_ms, start_ms, end_ms)
             by_series: dict[int, list[tuple[float, float]]] = {}
-            for row in conn.execute(stmt):
+            for row in conn.execute(stmt if rolled is None else rolled):
                 by_series.setdefault(row.series_id, []).append((row.bucket / 1000.0, float(row.value)))
             label_sets = self._labels_of(conn, list(by_series))
         return [Series(name, label_sets[sid], values) for sid, values in by_series.items()]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Double,
     ForeignKey,
@@ -243,4 +244,221 @@ locks = Table(
     Column("owner", String(250)),
     Column("acquired_at", Double, nullable=False),
     Column("expires_at", Double, nullable=False),
+)
+
+# -- profiling (upgrade 5) ------------------------------------------------------------------------
+
+# One row per profiled task try, upserted on the try's key; its stages and findings are replaced
+# with it. Ids are never reused (SQLite AUTOINCREMENT): a link to a session never shows another.
+profile_sessions = Table(
+    f"{PREFIX}profile_sessions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("dag_id", String(250), nullable=False),
+    Column("task_id", String(250), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("map_index", Integer, nullable=False, server_default="-1"),
+    Column("try_number", Integer, nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("duration_s", Double, nullable=False),
+    Column("peak_rss_bytes", BigInteger, nullable=False),
+    Column("peak_cpu_percent", Double, nullable=False),
+    Column("records_per_s", Double),
+    Column("recommendations", Text, nullable=False),  # JSON list of text
+    Column("recorded_at", Double, nullable=False),
+    UniqueConstraint(
+        "dag_id", "task_id", "run_id", "map_index", "try_number", name=f"uq_{PREFIX}profile_sessions_try"
+    ),
+    Index(f"ix_{PREFIX}profile_sessions_dag_task_started", "dag_id", "task_id", "started_at"),
+    Index(f"ix_{PREFIX}profile_sessions_started", "started_at"),
+    sqlite_autoincrement=True,
+)
+
+# Every StageFigures field of one stage run (``stage_index`` is StageFigures.index).
+profile_stages = Table(
+    f"{PREFIX}profile_stages",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "session_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey(f"{PREFIX}profile_sessions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("path", String(500), nullable=False),
+    Column("name", String(250), nullable=False),
+    Column("stage_index", Integer, nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("duration_s", Double, nullable=False),
+    Column("records_in", BigInteger),
+    Column("records_out", BigInteger),
+    Column("records_per_s", Double),
+    Column("cpu_s", Double, nullable=False),
+    Column("cpu_percent", Double, nullable=False),
+    Column("cpu_percent_machine", Double, nullable=False),
+    Column("peak_rss_bytes", BigInteger, nullable=False),
+    Column("end_rss_bytes", BigInteger, nullable=False),
+    Column("io_read_bytes", BigInteger),
+    Column("io_write_bytes", BigInteger),
+    Column("io_read_ops", BigInteger),
+    Column("io_write_ops", BigInteger),
+    Column("threads_peak", Integer, nullable=False),
+    Column("children_peak", Integer, nullable=False),
+    Column("samples", Integer, nullable=False),
+    Column("error", Text),
+    Index(f"ix_{PREFIX}profile_stages_session_path", "session_id", "path"),
+)
+
+profile_findings = Table(
+    f"{PREFIX}profile_findings",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "session_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey(f"{PREFIX}profile_sessions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("kind", String(20), nullable=False),
+    Column("severity", String(10), nullable=False),
+    Column("stage", String(500), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("suggestion", Text, nullable=False),
+    Column("value", Double, nullable=False),
+    Column("threshold", Double, nullable=False),
+    Index(f"ix_{PREFIX}profile_findings_session", "session_id"),
+)
+
+# -- maintenance (upgrade 6) ----------------------------------------------------------------------
+
+# One row per run of a maintenance operator (a retried task writes one per try). Ids are never
+# reused (SQLite AUTOINCREMENT).
+maintenance_runs = Table(
+    f"{PREFIX}maintenance_runs",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("task", String(50), nullable=False),  # one of core.maintenance.model.MAINTENANCE_TASKS
+    Column("target", String(500), nullable=False),
+    Column("dag_id", String(250)),
+    Column("task_id", String(250)),
+    Column("run_id", String(250)),
+    Column("started_at", Double, nullable=False),
+    Column("duration_s", Double, nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("looked_at", BigInteger, nullable=False),
+    Column("changed", BigInteger, nullable=False),
+    Column("freed_bytes", BigInteger, nullable=False),
+    Column("freed_rows", BigInteger, nullable=False),
+    Column("freed_files", BigInteger, nullable=False),
+    Column("errors", Text, nullable=False),  # JSON list of text
+    Column("details", Text, nullable=False),  # JSON object
+    Column("recorded_at", Double, nullable=False),
+    Index(f"ix_{PREFIX}maintenance_runs_task_started", "task", "started_at"),
+    Index(f"ix_{PREFIX}maintenance_runs_started", "started_at"),
+    sqlite_autoincrement=True,
+)
+
+# The verdict on each component of a health-check run (what the operations view shows).
+maintenance_health = Table(
+    f"{PREFIX}maintenance_health",
+    metadata,
+    Column(
+        "maintenance_run_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey(f"{PREFIX}maintenance_runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("component", String(50), nullable=False),
+    Column("status", String(16), nullable=False),  # healthy, degraded, unhealthy, skipped
+    Column("reasons", Text, nullable=False),  # JSON list of text
+    Column("latency_s", Double),
+    Column("figures", Text, nullable=False),  # JSON object of numbers
+    Column("checked_at", Double, nullable=False),
+    PrimaryKeyConstraint("maintenance_run_id", "component", name=f"pk_{PREFIX}maintenance_health"),
+    Index(f"ix_{PREFIX}maintenance_health_component_checked", "component", "checked_at"),
+)
+
+# Rollups of metric points per series and bucket (granularity hourly, daily, weekly, monthly;
+# bucket_ms = the bucket's start). value_p95 is NULL where the database has no percentile_cont.
+metric_rollups = Table(
+    f"{PREFIX}metric_rollups",
+    metadata,
+    Column("granularity", String(10), nullable=False),
+    Column(
+        "series_id",
+        Integer,
+        ForeignKey(f"{PREFIX}metric_series.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("bucket_ms", BigInteger, nullable=False),
+    Column("value_count", BigInteger, nullable=False),
+    Column("value_sum", Double, nullable=False),
+    Column("value_min", Double, nullable=False),
+    Column("value_max", Double, nullable=False),
+    Column("value_avg", Double, nullable=False),
+    Column("value_p95", Double),
+    PrimaryKeyConstraint("granularity", "series_id", "bucket_ms", name=f"pk_{PREFIX}metric_rollups"),
+    Index(f"ix_{PREFIX}metric_rollups_bucket", "granularity", "bucket_ms"),
+)
+
+# Task tries per bucket (of their end time, else the time recorded), task and state.
+outcome_rollups = Table(
+    f"{PREFIX}outcome_rollups",
+    metadata,
+    Column("granularity", String(10), nullable=False),
+    Column("bucket_ms", BigInteger, nullable=False),
+    Column("dag_id", String(250), nullable=False),
+    Column("task_id", String(250), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("tries", BigInteger, nullable=False),
+    Column("duration_count", BigInteger, nullable=False),
+    Column("duration_sum", Double),
+    Column("duration_min", Double),
+    Column("duration_max", Double),
+    PrimaryKeyConstraint(
+        "granularity", "bucket_ms", "dag_id", "task_id", "state", name=f"pk_{PREFIX}outcome_rollups"
+    ),
+)
+
+# DAG runs per bucket (of their end time, else the time recorded), DAG and state.
+dag_run_rollups = Table(
+    f"{PREFIX}dag_run_rollups",
+    metadata,
+    Column("granularity", String(10), nullable=False),
+    Column("bucket_ms", BigInteger, nullable=False),
+    Column("dag_id", String(250), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("runs", BigInteger, nullable=False),
+    Column("duration_count", BigInteger, nullable=False),
+    Column("duration_sum", Double),
+    Column("duration_min", Double),
+    Column("duration_max", Double),
+    PrimaryKeyConstraint("granularity", "bucket_ms", "dag_id", "state", name=f"pk_{PREFIX}dag_run_rollups"),
+)
+
+# One row per rolled-up bucket of a granularity: what the rollups cover. Reads use a rollup only
+# where it is listed here; retention deletes raw rows only where every granularity in use is.
+rollup_buckets = Table(
+    f"{PREFIX}rollup_buckets",
+    metadata,
+    Column("granularity", String(10), nullable=False),
+    Column("start_ms", BigInteger, nullable=False),
+    Column("end_ms", BigInteger, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("outcomes", BigInteger, nullable=False),
+    Column("dag_runs", BigInteger, nullable=False),
+    Column("rolled_at", Double, nullable=False),
+    PrimaryKeyConstraint("granularity", "start_ms", name=f"pk_{PREFIX}rollup_buckets"),
+)
+
+# The time ranges retention deleted raw points, task outcomes and DAG runs from (merged). A
+# rollup of a bucket that overlaps one is not rebuilt from what is left of the raw rows.
+raw_deleted = Table(
+    f"{PREFIX}raw_deleted",
+    metadata,
+    Column("start_ms", BigInteger, nullable=False),
+    Column("end_ms", BigInteger, nullable=False),
+    Column("deleted_at", Double, nullable=False),
+    PrimaryKeyConstraint("start_ms", name=f"pk_{PREFIX}raw_deleted"),
 )

@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Connection,
     Double,
@@ -308,6 +309,202 @@ def _v4(conn: Connection) -> None:
     md.create_all(conn)
 
 
+# -- 5: profiling: one session per task try, its stages and findings (frozen) ------------------
+
+
+def _v5(conn: Connection) -> None:
+    md = MetaData()
+    big = BigInteger().with_variant(Integer, "sqlite")
+    Table(
+        f"{P}profile_sessions",
+        md,
+        Column("id", big, primary_key=True, autoincrement=True),
+        Column("dag_id", String(250), nullable=False),
+        Column("task_id", String(250), nullable=False),
+        Column("run_id", String(250), nullable=False),
+        Column("map_index", Integer, nullable=False, server_default="-1"),
+        Column("try_number", Integer, nullable=False),
+        Column("started_at", Double, nullable=False),
+        Column("duration_s", Double, nullable=False),
+        Column("peak_rss_bytes", BigInteger, nullable=False),
+        Column("peak_cpu_percent", Double, nullable=False),
+        Column("records_per_s", Double),
+        Column("recommendations", Text, nullable=False),
+        Column("recorded_at", Double, nullable=False),
+        UniqueConstraint(
+            "dag_id", "task_id", "run_id", "map_index", "try_number", name=f"uq_{P}profile_sessions_try"
+        ),
+        Index(f"ix_{P}profile_sessions_dag_task_started", "dag_id", "task_id", "started_at"),
+        Index(f"ix_{P}profile_sessions_started", "started_at"),
+        sqlite_autoincrement=True,
+    )
+    Table(
+        f"{P}profile_stages",
+        md,
+        Column("id", big, primary_key=True, autoincrement=True),
+        Column("session_id", big, ForeignKey(f"{P}profile_sessions.id", ondelete="CASCADE"), nullable=False),
+        Column("path", String(500), nullable=False),
+        Column("name", String(250), nullable=False),
+        Column("stage_index", Integer, nullable=False),
+        Column("started_at", Double, nullable=False),
+        Column("duration_s", Double, nullable=False),
+        Column("records_in", BigInteger),
+        Column("records_out", BigInteger),
+        Column("records_per_s", Double),
+        Column("cpu_s", Double, nullable=False),
+        Column("cpu_percent", Double, nullable=False),
+        Column("cpu_percent_machine", Double, nullable=False),
+        Column("peak_rss_bytes", BigInteger, nullable=False),
+        Column("end_rss_bytes", BigInteger, nullable=False),
+        Column("io_read_bytes", BigInteger),
+        Column("io_write_bytes", BigInteger),
+        Column("io_read_ops", BigInteger),
+        Column("io_write_ops", BigInteger),
+        Column("threads_peak", Integer, nullable=False),
+        Column("children_peak", Integer, nullable=False),
+        Column("samples", Integer, nullable=False),
+        Column("error", Text),
+        Index(f"ix_{P}profile_stages_session_path", "session_id", "path"),
+    )
+    Table(
+        f"{P}profile_findings",
+        md,
+        Column("id", big, primary_key=True, autoincrement=True),
+        Column("session_id", big, ForeignKey(f"{P}profile_sessions.id", ondelete="CASCADE"), nullable=False),
+        Column("kind", String(20), nullable=False),
+        Column("severity", String(10), nullable=False),
+        Column("stage", String(500), nullable=False),
+        Column("message", Text, nullable=False),
+        Column("suggestion", Text, nullable=False),
+        Column("value", Double, nullable=False),
+        Column("threshold", Double, nullable=False),
+        Index(f"ix_{P}profile_findings_session", "session_id"),
+    )
+    md.create_all(conn, checkfirst=False)  # a table already in the way fails the upgrade
+
+
+# -- 6: maintenance runs and health verdicts; rollups of points, outcomes, DAG runs (frozen) -------
+
+
+def _v6(conn: Connection) -> None:
+    md = MetaData()
+    big = BigInteger().with_variant(Integer, "sqlite")
+    Table(f"{P}metric_series", md, Column("id", Integer, primary_key=True))  # for the foreign key only
+    runs = Table(
+        f"{P}maintenance_runs",
+        md,
+        Column("id", big, primary_key=True, autoincrement=True),
+        Column("task", String(50), nullable=False),
+        Column("target", String(500), nullable=False),
+        Column("dag_id", String(250)),
+        Column("task_id", String(250)),
+        Column("run_id", String(250)),
+        Column("started_at", Double, nullable=False),
+        Column("duration_s", Double, nullable=False),
+        Column("dry_run", Boolean, nullable=False),
+        Column("ok", Boolean, nullable=False),
+        Column("looked_at", BigInteger, nullable=False),
+        Column("changed", BigInteger, nullable=False),
+        Column("freed_bytes", BigInteger, nullable=False),
+        Column("freed_rows", BigInteger, nullable=False),
+        Column("freed_files", BigInteger, nullable=False),
+        Column("errors", Text, nullable=False),
+        Column("details", Text, nullable=False),
+        Column("recorded_at", Double, nullable=False),
+        Index(f"ix_{P}maintenance_runs_task_started", "task", "started_at"),
+        Index(f"ix_{P}maintenance_runs_started", "started_at"),
+        sqlite_autoincrement=True,
+    )
+    health = Table(
+        f"{P}maintenance_health",
+        md,
+        Column(
+            "maintenance_run_id",
+            big,
+            ForeignKey(f"{P}maintenance_runs.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        Column("component", String(50), nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("reasons", Text, nullable=False),
+        Column("latency_s", Double),
+        Column("figures", Text, nullable=False),
+        Column("checked_at", Double, nullable=False),
+        PrimaryKeyConstraint("maintenance_run_id", "component", name=f"pk_{P}maintenance_health"),
+        Index(f"ix_{P}maintenance_health_component_checked", "component", "checked_at"),
+    )
+    metric_rollups = Table(
+        f"{P}metric_rollups",
+        md,
+        Column("granularity", String(10), nullable=False),
+        Column("series_id", Integer, ForeignKey(f"{P}metric_series.id", ondelete="CASCADE"), nullable=False),
+        Column("bucket_ms", BigInteger, nullable=False),
+        Column("value_count", BigInteger, nullable=False),
+        Column("value_sum", Double, nullable=False),
+        Column("value_min", Double, nullable=False),
+        Column("value_max", Double, nullable=False),
+        Column("value_avg", Double, nullable=False),
+        Column("value_p95", Double),
+        PrimaryKeyConstraint("granularity", "series_id", "bucket_ms", name=f"pk_{P}metric_rollups"),
+        Index(f"ix_{P}metric_rollups_bucket", "granularity", "bucket_ms"),
+    )
+    outcome_rollups = Table(
+        f"{P}outcome_rollups",
+        md,
+        Column("granularity", String(10), nullable=False),
+        Column("bucket_ms", BigInteger, nullable=False),
+        Column("dag_id", String(250), nullable=False),
+        Column("task_id", String(250), nullable=False),
+        Column("state", String(20), nullable=False),
+        Column("tries", BigInteger, nullable=False),
+        Column("duration_count", BigInteger, nullable=False),
+        Column("duration_sum", Double),
+        Column("duration_min", Double),
+        Column("duration_max", Double),
+        PrimaryKeyConstraint(
+            "granularity", "bucket_ms", "dag_id", "task_id", "state", name=f"pk_{P}outcome_rollups"
+        ),
+    )
+    dag_run_rollups = Table(
+        f"{P}dag_run_rollups",
+        md,
+        Column("granularity", String(10), nullable=False),
+        Column("bucket_ms", BigInteger, nullable=False),
+        Column("dag_id", String(250), nullable=False),
+        Column("state", String(20), nullable=False),
+        Column("runs", BigInteger, nullable=False),
+        Column("duration_count", BigInteger, nullable=False),
+        Column("duration_sum", Double),
+        Column("duration_min", Double),
+        Column("duration_max", Double),
+        PrimaryKeyConstraint("granularity", "bucket_ms", "dag_id", "state", name=f"pk_{P}dag_run_rollups"),
+    )
+    rollup_buckets = Table(
+        f"{P}rollup_buckets",
+        md,
+        Column("granularity", String(10), nullable=False),
+        Column("start_ms", BigInteger, nullable=False),
+        Column("end_ms", BigInteger, nullable=False),
+        Column("points", BigInteger, nullable=False),
+        Column("outcomes", BigInteger, nullable=False),
+        Column("dag_runs", BigInteger, nullable=False),
+        Column("rolled_at", Double, nullable=False),
+        PrimaryKeyConstraint("granularity", "start_ms", name=f"pk_{P}rollup_buckets"),
+    )
+    raw_deleted = Table(
+        f"{P}raw_deleted",
+        md,
+        Column("start_ms", BigInteger, nullable=False),
+        Column("end_ms", BigInteger, nullable=False),
+        Column("deleted_at", Double, nullable=False),
+        PrimaryKeyConstraint("start_ms", name=f"pk_{P}raw_deleted"),
+    )
+    # one by one: metric_series is in this MetaData only for the foreign key
+    tables = (runs, health, metric_rollups, outcome_rollups, dag_run_rollups, rollup_buckets, raw_deleted)
+    for table in tables:
+        table.create(conn)  # a table already in the way fails the upgrade
+
+
 UPGRADES: tuple[Upgrade, ...] = (
     Upgrade(1, "metric series and points; task outcomes", _v1),
     Upgrade(2, "series keyed by a hash of their labels; labels table for filtering in SQL", _v2),
@@ -315,6 +512,8 @@ UPGRADES: tuple[Upgrade, ...] = (
     Upgrade(
         4, "alerting: alerts, transitions, groups, outbox, delivery attempts, silences; lease locks", _v4
     ),
+    Upgrade(5, "profiling: sessions (one per task try), their stages and findings", _v5),
+    Upgrade(6, "maintenance: runs, health verdicts; rollups of metric points, task outcomes, DAG runs", _v6),
 )
 
 HEAD = UPGRADES[-1].version

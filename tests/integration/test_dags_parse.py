@@ -93,3 +93,49 @@ def test_a_bad_rule_file_is_an_import_error_naming_file_rule_field_and_value(
     )
     (message,) = _bag(monkeypatch, alert_rules_file=str(rules)).import_errors.values()  # type: ignore[attr-defined]
     assert f"{rules}: rule 'slow': condition.op '=>': expected one of" in message
+
+
+def test_profiling_example_dag_shape_and_determinism() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    path = str(REPO / "dags" / "etlops_profiling_example.py")
+    first, second = (DagBag(dag_folder=path).dags["etlops_profiling_example"] for _ in range(2))
+    assert {t.task_id for t in first.tasks} == {"orders_etl"}
+    assert first.is_paused_upon_creation is True and type(first.timetable).__name__ == "NullTimetable"
+    # the same DAG at every parse (Airflow's dag_version_inflation_check)
+    assert DagSerialization.to_dict(first) == DagSerialization.to_dict(second)
+
+
+@pytest.mark.parametrize(
+    ("options", "shown"),
+    [
+        ({"maintenance_cache_schedule": "at two"}, "maintenance_cache_schedule = 'at two'"),
+        ({"maintenance_log_max_files": "0"}, "maintenance_log_max_files = '0'"),
+        ({"maintenance_cache_max_age_hours": "a day"}, "maintenance_cache_max_age_hours = 'a day'"),
+        ({"maintenance_cache_path": "relative/cache"}, "path 'relative/cache'"),
+        ({"maintenance_health_components": "database,teapot"}, "'teapot'"),
+    ],
+)
+def test_bad_maintenance_options_are_import_errors_naming_them(
+    monkeypatch: pytest.MonkeyPatch, options: dict[str, str], shown: str
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    for name, value in options.items():
+        monkeypatch.setenv(f"AIRFLOW__ETLOPS__{name.upper()}", value)
+    errors = DagBag(dag_folder=str(REPO / "dags" / "etlops_maintenance.py")).import_errors
+    (message,) = errors.values()
+    assert shown in message, message
+
+
+def test_maintenance_dags_parse_the_same_twice_and_start_paused() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    first = DagBag(dag_folder=str(REPO / "dags" / "etlops_maintenance.py"))
+    second = DagBag(dag_folder=str(REPO / "dags" / "etlops_maintenance.py"))
+    assert first.import_errors == {} and len(first.dags) == 7
+    for dag_id, dag in first.dags.items():
+        assert dag.is_paused_upon_creation is True and dag.max_active_runs == 1, dag_id
+        assert str(dag.timetable) == str(second.dags[dag_id].timetable)
+        assert [t.task_id for t in dag.tasks] == [t.task_id for t in second.dags[dag_id].tasks]

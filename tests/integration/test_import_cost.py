@@ -25,6 +25,7 @@ DAG_FACING = [
     "etlops_airflow.plugins",
     "etlops_airflow.listeners.outcomes",
     "etlops_airflow.listeners.dag_runs",
+    "etlops_airflow.listeners.profiling",
     "etlops_airflow.runtime",
 ]
 HEAVY = (

@@ -3,11 +3,44 @@ store, the listener and the operations view)."""
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+
+from etlops_airflow.exceptions import ValidationError
 
 FINDING_KINDS = ("memory", "cpu", "throughput", "io_bound", "regression")
 FINDING_SEVERITIES = ("high", "medium", "low")
+MAX_STAGE_NAME = 250  # the store's limits for a stage name and a stage path
+MAX_STAGE_PATH = 500
+
+
+def check_stage_name(name: object) -> str:
+    """A stage name as given by task code: non-empty text without ``/`` (the path separator)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError("stage name", name, "expected non-empty text", owner="profiling")
+    if "/" in name or "\x00" in name:
+        raise ValidationError("stage name", name, "must not contain '/' or NUL", owner="profiling")
+    if len(name) > MAX_STAGE_NAME:
+        raise ValidationError("stage name", name, f"at most {MAX_STAGE_NAME} characters", owner="profiling")
+    return name
+
+
+def check_records(field: str, value: object, stage: str) -> int | None:
+    """A record count (``records_in`` / ``records_out``): None or a whole number >= 0."""
+    if value is None:
+        return None
+    reason = "expected a whole number of records"
+    if isinstance(value, bool):
+        raise ValidationError(field, value, reason, owner=f"stage {stage!r}")
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValidationError(field, value, reason, owner=f"stage {stage!r}") from None
+    if number < 0:
+        raise ValidationError(field, value, "must not be negative", owner=f"stage {stage!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -33,6 +66,30 @@ class Thresholds:
     regression_factor: float = 1.25  # slower than the median of the last runs by 25 % ...
     regression_floor_s: float = 60.0  # ... and by at least this many seconds
     regression_runs: int = 3  # the median of the last N runs of the same stage
+    min_stage_s: float = 5.0  # CPU and throughput findings only for stages at least this long
+    io_bound_min_bytes: float = 1024**2  # "IO moving": at least this many bytes read + written
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValidationError(f.name, value, "expected a finite number", owner="profiling thresholds")
+            if value < 0:
+                raise ValidationError(f.name, value, "must not be negative", owner="profiling thresholds")
+        if self.regression_factor < 1:
+            raise ValidationError(
+                "regression_factor",
+                self.regression_factor,
+                "must be at least 1",
+                owner="profiling thresholds",
+            )
+        if not isinstance(self.regression_runs, int) or self.regression_runs < 1:
+            raise ValidationError(
+                "regression_runs",
+                self.regression_runs,
+                "expected a whole number of at least 1",
+                owner="profiling thresholds",
+            )
 
 
 @dataclass(frozen=True)
@@ -87,3 +144,6 @@ class SessionReport:
     records_per_s: float | None  # total records out / total stage time, over stages with records
     findings: Sequence[Finding] = field(default_factory=tuple)
     recommendations: Sequence[str] = field(default_factory=tuple)
+    # What the profiler itself could not do (a reader that failed, stages left out past the cap):
+    # the figures are incomplete when this is not empty. Not stored; shown by summary() and table().
+    notes: Sequence[str] = field(default_factory=tuple)
