@@ -10,7 +10,9 @@ This module only reads options. Resolving them into a store is ``etlops_airflow.
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 from typing import Any
 
 from etlops_airflow.exceptions import ConfigError
@@ -426,14 +428,19 @@ def _conf() -> Any:
     return conf
 
 
-def get(option: str) -> str:
+def get(option: str, *, load_airflow: bool = True) -> str:
     """Read one ``[etlops]`` option as text, falling back to the declared default.
 
     Airflow's parser reads ``airflow.cfg``, ``AIRFLOW__ETLOPS__<OPTION>`` and, for sensitive
-    options, the ``_CMD`` / ``_SECRET`` variants.
+    options, the ``_CMD`` / ``_SECRET`` variants. With ``load_airflow=False`` and Airflow not
+    imported yet (plain Python, e.g. profiling outside a task), only the environment variable
+    and the default are read: importing Airflow's configuration costs most of a second.
     """
     spec = OPTIONS[option]
     default = spec["default"]
+    if not load_airflow and "airflow" not in sys.modules:
+        env = os.environ.get(f"AIRFLOW__ETLOPS__{option.upper()}")
+        return env if env is not None else default
     try:
         value = _conf().get(SECTION, option, fallback=default)
     except Exception as exc:
@@ -445,8 +452,8 @@ def get(option: str) -> str:
     return str(value) if value is not None else default
 
 
-def get_bool(option: str) -> bool:
-    raw = get(option).strip().lower()
+def get_bool(option: str, *, load_airflow: bool = True) -> bool:
+    raw = get(option, load_airflow=load_airflow).strip().lower()
     if raw in ("true", "t", "1", "yes", "y", "on"):
         return True
     if raw in ("false", "f", "0", "no", "n", "off", ""):
@@ -454,8 +461,8 @@ def get_bool(option: str) -> bool:
     raise ConfigError(option, raw, "expected a boolean (True or False)")
 
 
-def get_int(option: str, minimum: int = 0) -> int:
-    raw = get(option).strip()
+def get_int(option: str, minimum: int = 0, *, load_airflow: bool = True) -> int:
+    raw = get(option, load_airflow=load_airflow).strip()
     try:
         value = int(raw)
     except ValueError:
@@ -465,20 +472,27 @@ def get_int(option: str, minimum: int = 0) -> int:
     return value
 
 
-def get_duration(option: str, *, allow_zero: bool = False) -> float:
-    """A duration option (``30s``, ``15m``, ``1h``, ``2d`` or seconds) in seconds."""
+def get_duration(option: str, *, allow_zero: bool = False, load_airflow: bool = True) -> float:
+    """A duration option (``30s``, ``15m``, ``1h``, ``2d`` or a number of seconds) in seconds."""
     from etlops_airflow.core.durations import parse_duration
 
-    raw = get(option).strip()
-    return parse_duration(raw, lambda reason: ConfigError(option, raw, reason), allow_zero=allow_zero)
+    raw = get(option, load_airflow=load_airflow).strip()
+    value: object = raw
+    try:
+        value = float(raw)  # plain seconds, e.g. 0 or 90
+    except ValueError:
+        pass
+    return parse_duration(value, lambda reason: ConfigError(option, raw, reason), allow_zero=allow_zero)
 
 
-def get_float(option: str, minimum: float = 0.0) -> float:
-    raw = get(option).strip()
+def get_float(option: str, minimum: float = 0.0, *, load_airflow: bool = True) -> float:
+    raw = get(option, load_airflow=load_airflow).strip()
     try:
         value = float(raw)
     except ValueError:
         raise ConfigError(option, raw, "expected a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(option, raw, "expected a finite number")
     if not value >= minimum:
         raise ConfigError(option, raw, f"must be at least {minimum:g}")
     return value

@@ -115,49 +115,6 @@ class ProfilingSettings:
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 
-def _text(option: str) -> str:
-    from etlops_airflow import config
-
-    if "airflow" in sys.modules:
-        return config.get(option).strip()
-    env = os.environ.get(f"AIRFLOW__ETLOPS__{option.upper()}")
-    return (env if env is not None else str(config.OPTIONS[option]["default"])).strip()
-
-
-def _bool(option: str) -> bool:
-    raw = _text(option).lower()
-    if raw in ("true", "t", "1", "yes", "y", "on"):
-        return True
-    if raw in ("false", "f", "0", "no", "n", "off", ""):
-        return False
-    raise ConfigError(option, raw, "expected a boolean (True or False)")
-
-
-def _number(option: str, minimum: float, *, whole: bool) -> float:
-    raw = _text(option)
-    try:
-        value = float(int(raw)) if whole else float(raw)
-    except ValueError:
-        raise ConfigError(option, raw, "expected a whole number" if whole else "expected a number") from None
-    if not math.isfinite(value):
-        raise ConfigError(option, raw, "expected a finite number")
-    if value < minimum:
-        raise ConfigError(option, raw, f"must be at least {minimum:g}")
-    return value
-
-
-def _duration(option: str) -> float:
-    from etlops_airflow.core.durations import parse_duration
-
-    raw = _text(option)
-    value: object = raw
-    try:
-        value = float(raw)  # plain seconds, e.g. 0
-    except ValueError:
-        pass
-    return parse_duration(value, lambda reason: ConfigError(option, raw, reason), allow_zero=True)
-
-
 def _check_interval(value: float, option: str = "profile_sample_interval") -> float:
     if 0 < value < MIN_SAMPLE_INTERVAL_S:
         raise ConfigError(
@@ -169,16 +126,24 @@ def _check_interval(value: float, option: str = "profile_sample_interval") -> fl
 def load_settings() -> ProfilingSettings:
     """Read the ``[etlops] profile_*`` options. Raises :class:`ConfigError` naming the option
     and the value when one is wrong."""
+    from etlops_airflow import config
+
+    # Outside a task only the environment is read: importing Airflow's config costs ~1 s.
+    lazy = False
     return ProfilingSettings(
-        profile_all_tasks=_bool("profile_all_tasks"),
-        sample_interval=_check_interval(_duration("profile_sample_interval")),
+        profile_all_tasks=config.get_bool("profile_all_tasks", load_airflow=lazy),
+        sample_interval=_check_interval(
+            config.get_duration("profile_sample_interval", allow_zero=True, load_airflow=lazy)
+        ),
         thresholds=Thresholds(
-            memory_bytes=_number("profile_memory_threshold_mb", 1, whole=True) * 1024**2,
-            cpu_percent=_number("profile_cpu_threshold_percent", 1, whole=True),
-            min_records_per_s=_number("profile_min_records_per_second", 0, whole=True),
-            regression_factor=_number("profile_regression_factor", 1, whole=False),
-            regression_floor_s=_duration("profile_regression_floor"),
-            regression_runs=int(_number("profile_regression_runs", 1, whole=True)),
+            memory_bytes=config.get_int("profile_memory_threshold_mb", 1, load_airflow=lazy) * 1024**2,
+            cpu_percent=config.get_int("profile_cpu_threshold_percent", 1, load_airflow=lazy),
+            min_records_per_s=config.get_int("profile_min_records_per_second", 0, load_airflow=lazy),
+            regression_factor=config.get_float("profile_regression_factor", 1, load_airflow=lazy),
+            regression_floor_s=config.get_duration(
+                "profile_regression_floor", allow_zero=True, load_airflow=lazy
+            ),
+            regression_runs=config.get_int("profile_regression_runs", 1, load_airflow=lazy),
         ),
     )
 

@@ -182,12 +182,7 @@ class AlertsStore:
                     alert = replace(alert, acked_by=ack.acked_by, acked_at=ack.acked_at)
                 rows.append(_alert_row(alert))
             if rows:
-                stmt = self.db.insert(A)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["fingerprint"],
-                    set_={c.name: stmt.excluded[c.name] for c in A.columns if c.name != "fingerprint"},
-                )
-                conn.execute(stmt, rows)
+                conn.execute(self.db.upsert(A, ["fingerprint"]), rows)
             conn.execute(delete(A).where(A.c.state == RESOLVED, A.c.resolved_at < now - keep_resolved_s))
             self._transitions(conn, transitions)
             conn.execute(delete(G))
@@ -266,12 +261,7 @@ class AlertsStore:
                     annotations=dict(annotations),
                 )
                 started = True
-            stmt = self.db.insert(A).values(**_alert_row(alert))
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["fingerprint"],
-                set_={c.name: stmt.excluded[c.name] for c in A.columns if c.name != "fingerprint"},
-            )
-            conn.execute(stmt)
+            conn.execute(self.db.upsert(A, ["fingerprint"]).values(**_alert_row(alert)))
             if started:
                 previous_state = before.state if before else INACTIVE
                 self._transitions(

@@ -35,10 +35,7 @@ class DagRunsStore:
             raise InvalidDagRunOutcomeError("outcome", outcome, "expected a DagRunOutcome")
         values = {name: getattr(outcome, name) for name in _FIELDS}
         values["recorded_at"] = time.time()
-        stmt = self.db.insert(D).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["dag_id", "run_id"], set_={col: stmt.excluded[col] for col in _UPDATE}
-        )
+        stmt = self.db.upsert(D, ["dag_id", "run_id"], _UPDATE).values(**values)
         self.db.ensure_schema()
         with self.db.write(f"record outcome of DAG run {outcome.dag_id} {outcome.run_id}") as conn:
             conn.execute(stmt)

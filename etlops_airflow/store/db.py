@@ -133,6 +133,15 @@ class Database:
 
         return sqlite_insert(table)
 
+    def upsert(self, table: Any, keys: Sequence[str], update: Sequence[str] | None = None) -> Any:
+        """INSERT that updates ``update`` (default: every column but ``keys`` and the primary key)
+        when a row with the same ``keys`` exists. Add ``.values(...)`` or pass rows to execute."""
+        stmt = self.insert(table)
+        columns = update or [c.name for c in table.columns if c.name not in keys and not c.primary_key]
+        return stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={name: stmt.excluded[name] for name in columns}
+        )
+
     def values_in(self, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
         """``column IN values`` with one bound parameter, however many values there are
         (PostgreSQL ``= ANY(array)``, SQLite ``IN (SELECT value FROM json_each(?))``)."""

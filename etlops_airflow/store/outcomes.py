@@ -119,10 +119,8 @@ class OutcomesStore:
             raise InvalidOutcomeError("outcome", outcome, "expected a TaskOutcome")
         values = {name: getattr(outcome, name) for name in _FIELDS}
         values["recorded_at"] = time.time()
-        stmt = self.db.insert(T).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["dag_id", "task_id", "run_id", "map_index", "try_number"],
-            set_={col: stmt.excluded[col] for col in _UPDATE},
+        stmt = self.db.upsert(T, ["dag_id", "task_id", "run_id", "map_index", "try_number"], _UPDATE).values(
+            **values
         )
         self.db.ensure_schema()
         with self.db.write(f"record outcome of {outcome.dag_id}.{outcome.task_id}") as conn:

@@ -284,10 +284,7 @@ class ProfilesStore:
         stages = [_stage_row(i, stage) for i, stage in enumerate(report.stages)]
         findings = [_finding_row(i, finding) for i, finding in enumerate(report.findings)]
         row["recorded_at"] = time.time()
-        stmt = self.db.insert(S).values(**row)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(_TRY_KEY), set_={col: stmt.excluded[col] for col in _SESSION_UPDATE}
-        ).returning(S.c.id)
+        stmt = self.db.upsert(S, list(_TRY_KEY), _SESSION_UPDATE).values(**row).returning(S.c.id)
         self.db.ensure_schema()
         with self.db.write(f"record profile of {row['dag_id']}.{row['task_id']}") as conn:
             session_id = int(conn.execute(stmt).scalar_one())
