@@ -84,6 +84,49 @@ class RuleError(ValidationError):
         super().__init__(field, value, reason, owner=where or None)
 
 
+class MigrationFileError(ValidationError):
+    """A migration file is wrong. Names the file, the step (``step 3``, ``rollback 2``,
+    ``validation 1``), the field and the value."""
+
+    def __init__(
+        self, field: str, value: object, reason: str, *, source: str | None = None, item: str | None = None
+    ) -> None:
+        self.source = source
+        self.item = item
+        where = ": ".join(part for part in (source, item) if part)
+        super().__init__(field, value, reason, owner=where or None)
+
+
+class MigrationFolderError(ValidationError):
+    """A migrations folder holds several wrong files: ``errors`` lists every problem."""
+
+    def __init__(self, folder: str, errors: list[MigrationFileError]) -> None:
+        self.errors = errors
+        super().__init__("migrations_dir", folder, f"{len(errors)} problem(s)")
+        self.args = (
+            f"migrations folder {folder!r} has {len(errors)} problem(s):\n"
+            + "\n".join(f"  - {e}" for e in errors),
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class MigrationRefused(EtlopsError):
+    """A migration run may not start: the pipeline is locked by another run, a crashed run
+    waits for ``recover``, an applied migration changed (``repair``), or no path exists."""
+
+
+class MigrationFailed(EtlopsError):
+    """A migration run failed. ``state`` says what the target was left as: ``rolled_back``
+    (identical to before the run) or ``failed`` (restoring failed too: see the step log)."""
+
+    def __init__(self, message: str, *, run_id: str, state: str) -> None:
+        self.run_id = run_id
+        self.state = state
+        super().__init__(message)
+
+
 class DataQualityCheckFailed(EtlopsError):
     """One or more ratios are below their ``min_ratio``. ``failures`` maps each failing check to
     ``(ratio, minimum)``; the metrics were written before this was raised."""

@@ -10,6 +10,7 @@ One module per concern, sharing the engine, transaction modes and schema upgrade
     store.dag_runs.failure_streaks()     # store/dag_runs.py
     store.profiles.record(report)        # store/profiles.py
     store.maintenance.record(run)        # store/maintenance.py (runs, health, rollups, retention)
+    store.migrations.runs("orders")      # store/migrations.py (ledger, step log, versions, configs)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from etlops_airflow.store.db import Database
 from etlops_airflow.store.locks import LocksStore
 from etlops_airflow.store.maintenance import MaintenanceStore
 from etlops_airflow.store.metrics import MetricsStore, Series, SeriesValue
+from etlops_airflow.store.migrations import MigrationsStore
 from etlops_airflow.store.outcomes import OutcomeCount, OutcomesStore
 from etlops_airflow.store.profiles import ProfilesStore
 
@@ -44,6 +46,7 @@ class Store:
         self.locks = LocksStore(self.db)
         self.profiles = ProfilesStore(self.db)
         self.maintenance = MaintenanceStore(self.db)
+        self.migrations = MigrationsStore(self.db)
 
     @classmethod
     def from_url(cls, url: str | URL, **options: Any) -> Store:

@@ -462,3 +462,87 @@ raw_deleted = Table(
     Column("deleted_at", Double, nullable=False),
     PrimaryKeyConstraint("start_ms", name=f"pk_{PREFIX}raw_deleted"),
 )
+
+# -- migrations (upgrade 7) ----------------------------------------------------------------------
+
+# The ledger: one row per run of a pipeline's migrations (a path of one or more migrations).
+# ``detail`` (JSON) carries what another process needs to continue the run: the plan, the
+# backup, figures taken before the steps.
+migration_runs = Table(
+    f"{PREFIX}migration_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("pipeline", String(200), nullable=False),
+    Column("from_version", String(100), nullable=False),
+    Column("to_version", String(100), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("owner", String(250), nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("ended_at", Double),
+    Column("error", Text),
+    Column("dag_id", String(250)),
+    Column("dag_run_id", String(250)),
+    Column("migrations", Text, nullable=False),  # JSON ["1.0.0->1.1.0", ...]
+    Column("detail", Text, nullable=False),  # JSON
+    Index(f"ix_{PREFIX}migration_runs_pipeline_started", "pipeline", "started_at"),
+    Index(f"ix_{PREFIX}migration_runs_state", "state"),
+)
+
+# The step log: every phase of a run (backup, validation, step, rollback, restore, recover).
+migration_steps = Table(
+    f"{PREFIX}migration_steps",
+    metadata,
+    Column(
+        "run_id", String(64), ForeignKey(f"{PREFIX}migration_runs.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("seq", Integer, nullable=False),
+    Column("migration", String(210), nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("ended_at", Double),
+    Column("sql", Text, nullable=False),  # JSON list of statements
+    Column("error", Text),
+    Column("detail", Text, nullable=False),  # JSON
+    PrimaryKeyConstraint("run_id", "seq", name=f"pk_{PREFIX}migration_steps"),
+)
+
+# The migrations applied to each pipeline now, with the checksum of the file that was applied.
+migration_applied = Table(
+    f"{PREFIX}migration_applied",
+    metadata,
+    Column("pipeline", String(200), nullable=False),
+    Column("from_version", String(100), nullable=False),
+    Column("to_version", String(100), nullable=False),
+    Column("checksum", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("applied_at", Double, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("repaired_at", Double),
+    PrimaryKeyConstraint("pipeline", "from_version", "to_version", name=f"pk_{PREFIX}migration_applied"),
+)
+
+# Each pipeline's current version (set by runs, or by ``baseline``).
+pipeline_versions = Table(
+    f"{PREFIX}pipeline_versions",
+    metadata,
+    Column("pipeline", String(200), primary_key=True),
+    Column("version", String(100), nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("run_id", String(64)),
+    Column("baseline", Boolean, nullable=False),
+)
+
+# Each pipeline's JSON config document, changed by ``config_update`` steps (compare-and-set).
+pipeline_configs = Table(
+    f"{PREFIX}pipeline_configs",
+    metadata,
+    Column("pipeline", String(200), primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)

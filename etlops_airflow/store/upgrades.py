@@ -505,6 +505,83 @@ def _v6(conn: Connection) -> None:
         table.create(conn)  # a table already in the way fails the upgrade
 
 
+# -- 7: migrations: ledger, step log, applied migrations, pipeline versions and configs (frozen) --
+
+
+def _v7(conn: Connection) -> None:
+    md = MetaData()
+    runs = Table(
+        f"{P}migration_runs",
+        md,
+        Column("id", String(64), primary_key=True),
+        Column("pipeline", String(200), nullable=False),
+        Column("from_version", String(100), nullable=False),
+        Column("to_version", String(100), nullable=False),
+        Column("direction", String(8), nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("owner", String(250), nullable=False),
+        Column("started_at", Double, nullable=False),
+        Column("ended_at", Double),
+        Column("error", Text),
+        Column("dag_id", String(250)),
+        Column("dag_run_id", String(250)),
+        Column("migrations", Text, nullable=False),
+        Column("detail", Text, nullable=False),
+        Index(f"ix_{P}migration_runs_pipeline_started", "pipeline", "started_at"),
+        Index(f"ix_{P}migration_runs_state", "state"),
+    )
+    steps = Table(
+        f"{P}migration_steps",
+        md,
+        Column("run_id", String(64), ForeignKey(f"{P}migration_runs.id", ondelete="CASCADE"), nullable=False),
+        Column("seq", Integer, nullable=False),
+        Column("migration", String(210), nullable=False),
+        Column("phase", String(16), nullable=False),
+        Column("idx", Integer, nullable=False),
+        Column("kind", String(40), nullable=False),
+        Column("description", Text, nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("started_at", Double, nullable=False),
+        Column("ended_at", Double),
+        Column("sql", Text, nullable=False),
+        Column("error", Text),
+        Column("detail", Text, nullable=False),
+        PrimaryKeyConstraint("run_id", "seq", name=f"pk_{P}migration_steps"),
+    )
+    applied = Table(
+        f"{P}migration_applied",
+        md,
+        Column("pipeline", String(200), nullable=False),
+        Column("from_version", String(100), nullable=False),
+        Column("to_version", String(100), nullable=False),
+        Column("checksum", String(64), nullable=False),
+        Column("source", Text, nullable=False),
+        Column("applied_at", Double, nullable=False),
+        Column("run_id", String(64), nullable=False),
+        Column("repaired_at", Double),
+        PrimaryKeyConstraint("pipeline", "from_version", "to_version", name=f"pk_{P}migration_applied"),
+    )
+    versions = Table(
+        f"{P}pipeline_versions",
+        md,
+        Column("pipeline", String(200), primary_key=True),
+        Column("version", String(100), nullable=False),
+        Column("updated_at", Double, nullable=False),
+        Column("run_id", String(64)),
+        Column("baseline", Boolean, nullable=False),
+    )
+    configs = Table(
+        f"{P}pipeline_configs",
+        md,
+        Column("pipeline", String(200), primary_key=True),
+        Column("document", Text, nullable=False),
+        Column("revision", Integer, nullable=False),
+        Column("updated_at", Double, nullable=False),
+    )
+    for table in (runs, steps, applied, versions, configs):
+        table.create(conn)  # a table already in the way fails the upgrade
+
+
 UPGRADES: tuple[Upgrade, ...] = (
     Upgrade(1, "metric series and points; task outcomes", _v1),
     Upgrade(2, "series keyed by a hash of their labels; labels table for filtering in SQL", _v2),
@@ -514,6 +591,7 @@ UPGRADES: tuple[Upgrade, ...] = (
     ),
     Upgrade(5, "profiling: sessions (one per task try), their stages and findings", _v5),
     Upgrade(6, "maintenance: runs, health verdicts; rollups of metric points, task outcomes, DAG runs", _v6),
+    Upgrade(7, "migrations: ledger, step log, applied migrations, pipeline versions and configs", _v7),
 )
 
 HEAD = UPGRADES[-1].version

@@ -1,0 +1,1 @@
+"""Pipeline migrations: model, loader, planner, runner, target database (plain Python)."""
