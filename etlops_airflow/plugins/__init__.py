@@ -1,5 +1,5 @@
-"""The ``etlops`` Airflow plugin: outcome listeners (task tries, DAG runs), the profiling listener
-and the etlops API app.
+"""The ``etlops`` Airflow plugin: outcome listeners (task tries, DAG runs), the profiling listener,
+the etlops API app and the **Operations** entry in the Airflow UI navigation.
 
 Every Airflow process imports this module (workers at task start), so it only
 defines classes and adds one name to the secrets masker; the FastAPI app is built on
@@ -49,5 +49,18 @@ class EtlopsPlugin(AirflowPlugin):
             "app": LazyASGIApp("etlops_airflow.plugins.api:create_app"),
             "url_prefix": "/etlops",
             "name": "etlops API",
+        }
+    ]
+    # The page renders inside the Airflow UI (an iframe, same origin: the UI's session cookie
+    # travels). The UI resolves a relative href against its <base href>, the [api] base_url, so
+    # the entry works under any prefix.
+    external_views = [
+        {
+            "name": "Operations",
+            "href": "etlops/ui/",
+            "destination": "nav",
+            "url_route": "etlops-operations",
+            "nav_top_level": True,
+            "icon": "etlops/ui/static/icon.svg",
         }
     ]

@@ -397,10 +397,14 @@ class AlertsStore:
         rule_id: str | None = None,
         dag_ids: Sequence[str] | None = None,
         limit: int = 10_000,
+        resolved_since: float | None = None,
     ) -> list[AlertState]:
-        """Stored alerts; ``dag_ids`` keeps alerts of those DAGs and alerts with no ``dag_id``."""
+        """Stored alerts; ``dag_ids`` keeps alerts of those DAGs and alerts with no ``dag_id``;
+        ``resolved_since`` leaves out alerts resolved before then (active ones stay)."""
         self.db.ensure_schema()
         stmt = select(A).order_by(A.c.rule_id, A.c.fingerprint).limit(limit)
+        if resolved_since is not None:
+            stmt = stmt.where(or_(A.c.state != RESOLVED, A.c.resolved_at >= resolved_since))
         if dag_ids is not None:
             stmt = stmt.where(or_(A.c.dag_id.is_(None), self.db.values_in(A.c.dag_id, list(dag_ids))))
         if states is not None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select
 
 from etlops_airflow.core.models import DAG_RUN_STATES, DagRunOutcome
-from etlops_airflow.exceptions import InvalidDagRunOutcomeError
+from etlops_airflow.exceptions import InvalidDagRunOutcomeError, ValidationError
 from etlops_airflow.store import schema
 from etlops_airflow.store.db import Database
 from etlops_airflow.store.outcomes import check_limit, scoped, streak_column
@@ -21,6 +21,7 @@ from etlops_airflow.store.outcomes import check_limit, scoped, streak_column
 D = schema.dag_runs
 _FIELDS = tuple(DagRunOutcome.__dataclass_fields__)
 _UPDATE = ("state", "run_type", "start_ts", "end_ts", "duration_s", "recorded_at")
+MAX_PER_DAG = 100
 
 
 class DagRunsStore:
@@ -92,3 +93,35 @@ class DagRunsStore:
         with self.db.read("compute DAG-run failure streaks") as conn:
             rows = conn.execute(stmt).all()
         return [({"dag_id": row[0]}, int(row[1])) for row in rows]
+
+    def latest_per_dag(
+        self, *, per_dag: int = 10, dag_ids: Sequence[str] | None = None
+    ) -> dict[str, list[DagRunOutcome]]:
+        """The newest ``per_dag`` runs of every DAG with recorded runs, newest end first (runs
+        with no end time last): ``{dag_id: [DagRunOutcome, …]}``. One index range scan per DAG
+        on (DAG, end time), in one read transaction, whatever the number of runs stored."""
+        if isinstance(per_dag, bool) or not isinstance(per_dag, int) or not 1 <= per_dag <= MAX_PER_DAG:
+            raise ValidationError("per_dag", per_dag, f"expected a whole number from 1 to {MAX_PER_DAG}")
+        dags = scoped(self.db, select(D.c.dag_id).distinct(), D, dag_ids=dag_ids).order_by(D.c.dag_id)
+        columns = [D.c[name] for name in _FIELDS]
+        ended = (
+            select(*columns)
+            .where(D.c.dag_id == bindparam("dag"), D.c.end_ts.is_not(None))
+            .order_by(D.c.end_ts.desc(), D.c.id.desc())
+            .limit(per_dag)
+        )
+        open_ended = (
+            select(*columns)
+            .where(D.c.dag_id == bindparam("dag"), D.c.end_ts.is_(None))
+            .order_by(D.c.id.desc())
+            .limit(per_dag)
+        )
+        self.db.ensure_schema()
+        result: dict[str, list[DagRunOutcome]] = {}
+        with self.db.read("read latest DAG runs per DAG") as conn:
+            for dag_id in conn.execute(dags).scalars():
+                rows = list(conn.execute(ended, {"dag": dag_id}))
+                if len(rows) < per_dag:
+                    rows += conn.execute(open_ended, {"dag": dag_id}).all()[: per_dag - len(rows)]
+                result[dag_id] = [DagRunOutcome(**dict(zip(_FIELDS, row, strict=True))) for row in rows]
+        return result

@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Double, Select, case, cast, func, select, text, union_all
+from sqlalchemy import Connection, Double, Select, case, cast, func, or_, select, text, union_all
 from sqlalchemy.exc import SQLAlchemyError
 
 from etlops_airflow.core.maintenance.health import STATUSES
@@ -101,6 +101,37 @@ class HealthRecord:
     maintenance_run_id: int
     dag_id: str | None
     task_id: str | None
+
+
+@dataclass
+class PipelineCounts:
+    """One DAG's task tries and DAG runs per state in a window, and its runs' durations."""
+
+    dag_id: str
+    tries: dict[str, int] = field(default_factory=dict)
+    runs: dict[str, int] = field(default_factory=dict)
+    duration_count: int = 0
+    duration_sum: float = 0.0
+    duration_max: float | None = None
+
+    @property
+    def avg_duration_s(self) -> float | None:
+        return self.duration_sum / self.duration_count if self.duration_count else None
+
+
+@dataclass(frozen=True)
+class TaskTotals:
+    """The runs of one maintenance task type: how many, how many failed or were dry runs, and
+    what the real (not dry) runs freed."""
+
+    task: str
+    runs: int
+    failed: int
+    dry_runs: int
+    freed_bytes: int
+    freed_rows: int
+    freed_files: int
+    last_started_at: float
 
 
 @dataclass(frozen=True)
@@ -322,10 +353,12 @@ class MaintenanceStore:
         since: float | None = None,
         *,
         dag_id: str | None = None,
+        dag_ids: Sequence[str] | None = None,
         limit: int = 100,
     ) -> list[StoredRun]:
         """Recorded runs, newest start first; of one task type and started at or after ``since``
-        when given."""
+        when given. ``dag_ids`` keeps the runs of those DAGs and runs not started from a DAG,
+        in SQL before ``limit``."""
         stmt = select(R)
         if task is not None:
             if task not in MAINTENANCE_TASKS:
@@ -335,6 +368,8 @@ class MaintenanceStore:
             stmt = stmt.where(R.c.started_at >= _seconds("since", since))
         if dag_id is not None:
             stmt = stmt.where(R.c.dag_id == dag_id)
+        if dag_ids is not None:
+            stmt = stmt.where(or_(R.c.dag_id.is_(None), self.db.values_in(R.c.dag_id, list(dag_ids))))
         stmt = stmt.order_by(R.c.started_at.desc(), R.c.id.desc()).limit(check_limit(limit))
         self.db.ensure_schema()
         with self.db.read("query maintenance runs") as conn:
@@ -360,6 +395,42 @@ class MaintenanceStore:
                     task_id=r.task_id,
                     run_id=r.run_id,
                 ),
+            )
+            for r in rows
+        ]
+
+    def totals(self, *, since: float | None = None, dag_ids: Sequence[str] | None = None) -> list[TaskTotals]:
+        """Per maintenance task type: runs, failed runs, dry runs, and what the real runs freed,
+        since ``since`` (all when None), added up in SQL. ``dag_ids`` as in :meth:`runs`."""
+        real = R.c.dry_run.is_(False)
+        stmt = select(
+            R.c.task,
+            func.count(),
+            func.sum(case((R.c.ok.is_(False), 1), else_=0)),
+            func.sum(case((real, 0), else_=1)),
+            func.sum(case((real, R.c.freed_bytes), else_=0)),
+            func.sum(case((real, R.c.freed_rows), else_=0)),
+            func.sum(case((real, R.c.freed_files), else_=0)),
+            func.max(R.c.started_at),
+        )
+        if since is not None:
+            stmt = stmt.where(R.c.started_at >= _seconds("since", since))
+        if dag_ids is not None:
+            stmt = stmt.where(or_(R.c.dag_id.is_(None), self.db.values_in(R.c.dag_id, list(dag_ids))))
+        stmt = stmt.group_by(R.c.task).order_by(R.c.task)
+        self.db.ensure_schema()
+        with self.db.read("sum maintenance runs") as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            TaskTotals(
+                task=r[0],
+                runs=int(r[1]),
+                failed=int(r[2] or 0),
+                dry_runs=int(r[3] or 0),
+                freed_bytes=int(r[4] or 0),
+                freed_rows=int(r[5] or 0),
+                freed_files=int(r[6] or 0),
+                last_started_at=float(r[7]),
             )
             for r in rows
         ]
@@ -799,6 +870,85 @@ class MaintenanceStore:
             result.append(DagFailures(dag_id, t[0], t[1], r[0], r[1], t[2], t[3], r[2], r[3]))
         return result
 
+    def pipeline_counts(
+        self, since: float, until: float, *, dag_ids: Sequence[str] | None = None
+    ) -> dict[str, PipelineCounts]:
+        """Per DAG: task tries and DAG runs per state in ``[since, until)`` by their end time
+        (else the time recorded, as the rollups count them), and the runs' durations. The
+        longest stretch of the window's whole days (else hours) that the rollups hold comes from
+        them, the rest from the raw rows (all of it when they hold none). Aggregated in SQL; the
+        same answer either way."""
+        start_ms = int(_seconds("since", since) * 1000)
+        end_ms = int(_seconds("until", until) * 1000)
+        if start_ms >= end_ms:
+            raise ValidationError("since", since, f"is not before until {until!r}")
+
+        def allowed(table: Any) -> list[Any]:
+            return [] if dag_ids is None else [self.db.values_in(table.c.dag_id, list(dag_ids))]
+
+        def done(table: Any, lo: int, hi: int) -> Any:
+            at = func.coalesce(table.c.end_ts, table.c.recorded_at)
+            near = or_(
+                table.c.end_ts.is_(None), (table.c.end_ts >= lo / 1000 - 1) & (table.c.end_ts < hi / 1000 + 1)
+            )
+            return (at >= lo / 1000) & (at < hi / 1000) & near
+
+        def raw_parts(lo: int, hi: int) -> tuple[Select[Any], Select[Any]]:
+            tries = select(T.c.dag_id, T.c.state, func.count().label("n")).where(done(T, lo, hi), *allowed(T))
+            runs = select(
+                D.c.dag_id,
+                D.c.state,
+                func.count().label("n"),
+                func.count(D.c.duration_s).label("dn"),
+                func.sum(D.c.duration_s).label("ds"),
+                func.max(D.c.duration_s).label("dmax"),
+            ).where(done(D, lo, hi), *allowed(D))
+            return tries.group_by(T.c.dag_id, T.c.state), runs.group_by(D.c.dag_id, D.c.state)
+
+        result: dict[str, PipelineCounts] = {}
+
+        def add(tries_stmt: Select[Any], runs_stmt: Select[Any], conn: Connection) -> None:
+            for dag_id, state, n in conn.execute(tries_stmt):
+                counts = result.setdefault(dag_id, PipelineCounts(dag_id))
+                counts.tries[state] = counts.tries.get(state, 0) + int(n)
+            for dag_id, state, n, dn, ds, dmax in conn.execute(runs_stmt):
+                counts = result.setdefault(dag_id, PipelineCounts(dag_id))
+                counts.runs[state] = counts.runs.get(state, 0) + int(n)
+                counts.duration_count += int(dn or 0)
+                counts.duration_sum += float(ds or 0.0)
+                if dmax is not None:
+                    counts.duration_max = max(counts.duration_max or 0.0, float(dmax))
+
+        self.db.ensure_schema()
+        with self.db.read("count pipeline tries and runs") as conn:
+            for split in read_splits(86_400_000, start_ms, end_ms):
+                g = split.granularity
+                run = covered_run(conn, g, split.inner)
+                if run is None:
+                    continue
+                inner = run
+                rolled = (OR.c.granularity == g) & (OR.c.bucket_ms >= inner[0]) & (OR.c.bucket_ms < inner[1])
+                tries = select(OR.c.dag_id, OR.c.state, func.sum(OR.c.tries)).where(rolled, *allowed(OR))
+                run_window = (
+                    (DR.c.granularity == g) & (DR.c.bucket_ms >= inner[0]) & (DR.c.bucket_ms < inner[1])
+                )
+                runs = select(
+                    DR.c.dag_id,
+                    DR.c.state,
+                    func.sum(DR.c.runs),
+                    func.sum(DR.c.duration_count),
+                    func.sum(DR.c.duration_sum),
+                    func.max(DR.c.duration_max),
+                ).where(run_window, *allowed(DR))
+                add(tries.group_by(OR.c.dag_id, OR.c.state), runs.group_by(DR.c.dag_id, DR.c.state), conn)
+                for lo, hi in ((start_ms, run[0]), (run[1], end_ms)):
+                    if lo < hi:
+                        add(*raw_parts(lo, hi), conn)
+                break
+            else:
+                add(*raw_parts(start_ms, end_ms), conn)
+        return dict(sorted(result.items()))
+
 
 # -- reads through the rollups (used by MetricsStore.series) ---------------------------------------
 
@@ -821,52 +971,98 @@ def rollup_series_statement(
         ).scalar_one()
         if int(have) < buckets_in(g, inner):
             continue
-        parts: list[Select[Any]] = []
-        raw_bucket = (P.c.ts_ms // step_ms) * step_ms
-        for lo, hi in (split.head, split.tail):
-            if lo < hi:
-                parts.append(
-                    select(
-                        P.c.series_id.label("series_id"),
-                        raw_bucket.label("bucket"),
-                        func.count(P.c.value).label("n"),
-                        func.sum(P.c.value).label("s"),
-                        func.min(P.c.value).label("lo"),
-                        func.max(P.c.value).label("hi"),
-                    )
-                    .where(P.c.series_id.in_(matching), P.c.ts_ms >= lo, P.c.ts_ms < hi)
-                    .group_by(P.c.series_id, raw_bucket)
-                )
-        rolled_bucket = (MR.c.bucket_ms // step_ms) * step_ms
-        parts.append(
-            select(
-                MR.c.series_id.label("series_id"),
-                rolled_bucket.label("bucket"),
-                func.sum(MR.c.value_count).label("n"),
-                func.sum(MR.c.value_sum).label("s"),
-                func.min(MR.c.value_min).label("lo"),
-                func.max(MR.c.value_max).label("hi"),
-            )
-            .where(
-                MR.c.granularity == g,
-                MR.c.series_id.in_(matching),
-                MR.c.bucket_ms >= inner[0],
-                MR.c.bucket_ms < inner[1],
-            )
-            .group_by(MR.c.series_id, rolled_bucket)
-        )
-        u = union_all(*parts).subquery()
-        count = cast(func.sum(u.c.n), Double)
-        value = {
-            "avg": func.sum(u.c.s) / count,
-            "sum": func.sum(u.c.s),
-            "min": func.min(u.c.lo),
-            "max": func.max(u.c.hi),
-            "count": count,
-        }[fn]
-        return (
-            select(u.c.series_id, u.c.bucket, value.label("value"))
-            .group_by(u.c.series_id, u.c.bucket)
-            .order_by(u.c.series_id, u.c.bucket)
+        return _rolled_and_raw(matching, fn, step_ms, g, split.head, inner, split.tail)
+    return None
+
+
+def covered_run(conn: Connection, granularity: str, span: Range) -> Range | None:
+    """The longest stretch of ``span`` (on bucket starts) whose every bucket of ``granularity``
+    is rolled up, or None when none is."""
+    fixed = fixed_width(granularity)
+    assert fixed is not None
+    width = fixed[0]
+    starts = conn.execute(
+        select(RB.c.start_ms)
+        .where(RB.c.granularity == granularity, RB.c.start_ms >= span[0], RB.c.start_ms < span[1])
+        .order_by(RB.c.start_ms)
+    ).scalars()
+    best: Range | None = None
+    run: Range | None = None
+    for start in starts:
+        run = (run[0], start + width) if run is not None and start == run[1] else (start, start + width)
+        if best is None or run[1] - run[0] > best[1] - best[0]:
+            best = run
+    return best
+
+
+def rollup_history_statement(
+    conn: Connection, matching: Select[Any], fn: str, step_ms: int, start_ms: int, end_ms: int
+) -> Select[Any] | None:
+    """As :func:`rollup_series_statement`, but when the rollups hold only part of the window
+    (the newest hours are rolled up a few minutes after they end; rollups started later than
+    the window) the longest rolled-up stretch comes from them and the rest from the raw points,
+    instead of all from the raw points. The same answer; None when no whole day (hour) of the
+    window is rolled up or the step is not a whole number of them."""
+    for split in read_splits(step_ms, start_ms, end_ms):
+        run = covered_run(conn, split.granularity, split.inner)
+        if run is None:
+            continue
+        return _rolled_and_raw(
+            matching, fn, step_ms, split.granularity, (start_ms, run[0]), run, (run[1], end_ms)
         )
     return None
+
+
+def _rolled_and_raw(
+    matching: Select[Any], fn: str, step_ms: int, g: str, head: Range, inner: Range, tail: Range
+) -> Select[Any]:
+    """The rollups of granularity ``g`` over ``inner`` and the raw points of ``head`` and
+    ``tail``, merged per step bucket in SQL."""
+    parts: list[Select[Any]] = []
+    raw_bucket = (P.c.ts_ms // step_ms) * step_ms
+    for lo, hi in (head, tail):
+        if lo < hi:
+            parts.append(
+                select(
+                    P.c.series_id.label("series_id"),
+                    raw_bucket.label("bucket"),
+                    func.count(P.c.value).label("n"),
+                    func.sum(P.c.value).label("s"),
+                    func.min(P.c.value).label("lo"),
+                    func.max(P.c.value).label("hi"),
+                )
+                .where(P.c.series_id.in_(matching), P.c.ts_ms >= lo, P.c.ts_ms < hi)
+                .group_by(P.c.series_id, raw_bucket)
+            )
+    rolled_bucket = (MR.c.bucket_ms // step_ms) * step_ms
+    parts.append(
+        select(
+            MR.c.series_id.label("series_id"),
+            rolled_bucket.label("bucket"),
+            func.sum(MR.c.value_count).label("n"),
+            func.sum(MR.c.value_sum).label("s"),
+            func.min(MR.c.value_min).label("lo"),
+            func.max(MR.c.value_max).label("hi"),
+        )
+        .where(
+            MR.c.granularity == g,
+            MR.c.series_id.in_(matching),
+            MR.c.bucket_ms >= inner[0],
+            MR.c.bucket_ms < inner[1],
+        )
+        .group_by(MR.c.series_id, rolled_bucket)
+    )
+    u = union_all(*parts).subquery()
+    count = cast(func.sum(u.c.n), Double)
+    value = {
+        "avg": func.sum(u.c.s) / count,
+        "sum": func.sum(u.c.s),
+        "min": func.min(u.c.lo),
+        "max": func.max(u.c.hi),
+        "count": count,
+    }[fn]
+    return (
+        select(u.c.series_id, u.c.bucket, value.label("value"))
+        .group_by(u.c.series_id, u.c.bucket)
+        .order_by(u.c.series_id, u.c.bucket)
+    )

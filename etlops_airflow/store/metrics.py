@@ -29,7 +29,7 @@ from etlops_airflow.core.models import AGGREGATES, MetricPoint, check_metric_nam
 from etlops_airflow.exceptions import InvalidMetricError, StoreError, ValidationError
 from etlops_airflow.store import schema
 from etlops_airflow.store.db import Database
-from etlops_airflow.store.maintenance import rollup_series_statement
+from etlops_airflow.store.maintenance import rollup_history_statement, rollup_series_statement
 from etlops_airflow.store.upgrades import labels_hash
 
 _SQL_AGG: dict[str, Callable[..., Any]] = {
@@ -66,6 +66,16 @@ class SeriesValue:
     labels: dict[str, str]
     value: float
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class LatestValue:
+    """The newest point of one series: its time (seconds) and value."""
+
+    name: str
+    labels: dict[str, str]
+    ts: float
+    value: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +434,77 @@ class MetricsStore:
             label_sets = self._labels_of(conn, list(by_series))
         return [Series(name, label_sets[sid], values) for sid, values in by_series.items()]
 
+    def history(
+        self,
+        names: Sequence[str],
+        *,
+        step_for: Callable[[str, int], float],
+        fn: str = "avg",
+        labels: Mapping[str, Any] | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        window: float | None = None,
+        dag_ids: Sequence[str] | None = None,
+        max_points: int = MAX_POINTS,
+    ) -> dict[str, tuple[float, list[Series]]]:
+        """:meth:`series` of several metrics in one read transaction: ``{name: (step, series)}``.
+        ``step_for(name, n_series)`` gives each metric's step from its number of matching series
+        (a chart of many series gets a coarser step). Bucketed in SQL; whole days (hours) come
+        from the rollups for the longest stretch of the window they hold, the rest from the raw
+        points: the answer of :meth:`series`, also while the newest hours are not rolled up yet."""
+        _check_fn(fn, BUCKET_FUNCTIONS)
+        wanted = list(dict.fromkeys(check_metric_name(n) for n in names))
+        start_ms, end_ms = window_ms(start, end, window)
+        result: dict[str, tuple[float, list[Series]]] = {}
+        self.db.ensure_schema()
+        with self.db.read(f"history of {len(wanted)} metric(s)") as conn:
+            counts: dict[str, int] = {}
+            if wanted:
+                counted = select(S.c.name, func.count()).where(
+                    self.db.values_in(S.c.name, wanted), *self._visible(dag_ids)
+                )
+                for key, value in clean_labels(labels).items():
+                    la = L.alias()
+                    counted = counted.where(
+                        exists().where(la.c.series_id == S.c.id, la.c.name == key, la.c.value == value)
+                    )
+                counts = {row[0]: int(row[1]) for row in conn.execute(counted.group_by(S.c.name))}
+            for name in wanted:
+                n_series = counts.get(name, 0)
+                step = step_for(name, max(n_series, 1))
+                if isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0:
+                    raise ValidationError("step", step, "must be positive seconds")
+                if n_series == 0:
+                    result[name] = (float(step), [])
+                    continue
+                step_ms = max(1, int(round(step * 1000)))
+                buckets = math.ceil((end_ms - start_ms) / step_ms) + 1
+                if buckets * n_series > max_points:
+                    raise ValidationError(
+                        "step",
+                        step,
+                        f"gives up to {buckets * n_series:,} points ({n_series} series) of {name!r}",
+                    )
+                matching = self._matching(name, labels, dag_ids)
+                stmt = rollup_history_statement(conn, matching, fn, step_ms, start_ms, end_ms)
+                if stmt is None:
+                    bucket = ((P.c.ts_ms // step_ms) * step_ms).label("bucket")
+                    stmt = (
+                        select(P.c.series_id, bucket, _SQL_AGG[fn](P.c.value).label("value"))
+                        .where(P.c.series_id.in_(matching), P.c.ts_ms >= start_ms, P.c.ts_ms < end_ms)
+                        .group_by(P.c.series_id, bucket)
+                        .order_by(P.c.series_id, bucket)
+                    )
+                by_series: dict[int, list[tuple[float, float]]] = {}
+                for row in conn.execute(stmt):
+                    by_series.setdefault(row.series_id, []).append((row.bucket / 1000.0, float(row.value)))
+                label_sets = self._labels_of(conn, list(by_series))
+                result[name] = (
+                    float(step),
+                    [Series(name, label_sets[sid], values) for sid, values in by_series.items()],
+                )
+        return result
+
     def _labels_of(self, conn: Connection, ids: list[int]) -> dict[int, dict[str, str]]:
         """Labels of series ids (cached: a series' labels never change and ids are never reused)."""
         cache = self._labels_cache
@@ -513,6 +594,45 @@ class MetricsStore:
             for r in rows
             if r[3]
         }
+
+    def latest(
+        self,
+        names: Sequence[str],
+        *,
+        labels: Mapping[str, Any] | None = None,
+        before: float | None = None,
+        dag_ids: Sequence[str] | None = None,
+    ) -> list[LatestValue]:
+        """The newest point (before ``before`` when given) of every matching series of the
+        ``names``: one index seek per series on (series, time), whatever the number of points.
+        Series without a point are left out. Ordered by name, then labels."""
+        wanted = sorted({check_metric_name(n) for n in names})
+        if not wanted:
+            return []
+        stmt = select(S.c.id, S.c.name, S.c.labels).where(
+            self.db.values_in(S.c.name, wanted), *self._visible(dag_ids)
+        )
+        for key, value in clean_labels(labels).items():
+            la = L.alias()
+            stmt = stmt.where(exists().where(la.c.series_id == S.c.id, la.c.name == key, la.c.value == value))
+        series = stmt.subquery()
+        newest = select(P.c.id).where(P.c.series_id == series.c.id)
+        if before is not None:
+            newest = newest.where(P.c.ts_ms < to_ms(before))
+        newest_id = newest.order_by(P.c.ts_ms.desc(), P.c.id.desc()).limit(1).scalar_subquery()
+        found = select(series.c.id, series.c.name, series.c.labels, newest_id.label("pid")).subquery()
+        query = (
+            select(found.c.id, found.c.name, P.c.ts_ms, P.c.value)
+            .join(P, P.c.id == found.c.pid)
+            .order_by(found.c.name, found.c.labels)
+        )
+        self.db.ensure_schema()
+        with self.db.read("read latest metric values") as conn:
+            rows = conn.execute(query).all()
+            label_sets = self._labels_of(conn, [int(r.id) for r in rows])
+        return [
+            LatestValue(r.name, label_sets[int(r.id)], int(r.ts_ms) / 1000.0, float(r.value)) for r in rows
+        ]
 
     def names(self, *, dag_ids: Sequence[str] | None = None) -> list[str]:
         """Metric names that have at least one (visible) series."""

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, and_, case, delete, func, select
 
 from etlops_airflow.core.models import MAX_INT32, MAX_TS, clean_text
 from etlops_airflow.core.profiling.model import (
@@ -88,6 +88,29 @@ class ProfileTotals:
     peak_rss_bytes: int | None
     peak_cpu_percent: float | None
     findings: dict[str, int]
+
+
+@dataclass(frozen=True)
+class PipelineRecords:
+    """What the profiled tasks of one DAG processed in a window: the records out of each
+    session's last top-level stage, added up; the profiled seconds of those sessions; and the
+    newest session's last stage (its task, path and when it ended). ``profiled_s`` counts the
+    sessions whose last stage counted records, so ``records_per_s`` is their throughput."""
+
+    dag_id: str
+    sessions: int
+    records: int | None
+    profiled_s: float
+    last_task_id: str
+    last_run_id: str
+    last_stage: str | None
+    last_stage_end: float | None
+
+    @property
+    def records_per_s(self) -> float | None:
+        if self.records is None or self.profiled_s <= 0:
+            return None
+        return self.records / self.profiled_s
 
 
 @dataclass(frozen=True)
@@ -453,3 +476,121 @@ class ProfilesStore:
             overall=_totals(total_row, overall_kinds),
             by_dag={row.dag_id: _totals(row, by_kind.get(row.dag_id, {})) for row in dag_rows},
         )
+
+    def get(self, session_id: int, *, dag_ids: Sequence[str] | None = None) -> StoredSession | None:
+        """One session by its id, with stages and findings; None when there is none (or it is of
+        a DAG not in ``dag_ids``)."""
+        ident = _whole("session_id", session_id, minimum=1)
+        stmt = select(S.c.dag_id).where(S.c.id == ident)
+        if dag_ids is not None:
+            stmt = stmt.where(self.db.values_in(S.c.dag_id, list(dag_ids)))
+        self.db.ensure_schema()
+        with self.db.read("read profile session") as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else self._one(ident)
+
+    def _one(self, session_id: int) -> StoredSession | None:
+        self.db.ensure_schema()
+        with self.db.read("read profile session") as conn:
+            r = conn.execute(select(S).where(S.c.id == session_id)).first()
+            if r is None:
+                return None
+            stages, findings = self._children(conn, [session_id])
+        return StoredSession(
+            id=int(r.id),
+            recorded_at=float(r.recorded_at),
+            report=SessionReport(
+                key=SessionKey(
+                    dag_id=r.dag_id,
+                    task_id=r.task_id,
+                    run_id=r.run_id,
+                    map_index=int(r.map_index),
+                    try_number=int(r.try_number),
+                ),
+                started_at=float(r.started_at),
+                duration_s=float(r.duration_s),
+                stages=tuple(stages.get(session_id, ())),
+                peak_rss_bytes=int(r.peak_rss_bytes),
+                peak_cpu_percent=float(r.peak_cpu_percent),
+                records_per_s=None if r.records_per_s is None else float(r.records_per_s),
+                findings=tuple(findings.get(session_id, ())),
+                recommendations=tuple(json.loads(r.recommendations)),
+            ),
+        )
+
+    def pipeline_records(
+        self, *, since: float, dag_ids: Sequence[str] | None = None
+    ) -> dict[str, PipelineRecords]:
+        """Per DAG with sessions started at or after ``since``: :class:`PipelineRecords`, in SQL.
+        A session's records are those out of its last top-level stage (a stage path without
+        ``/``; nested stages would count the same records twice)."""
+        where = [S.c.started_at >= _seconds("since", since)]
+        if dag_ids is not None:
+            where.append(self.db.values_in(S.c.dag_id, list(dag_ids)))
+        top = ~ST.c.path.contains("/", autoescape=True)
+        ranked = (
+            select(
+                ST.c.session_id,
+                ST.c.path,
+                ST.c.records_out,
+                (ST.c.started_at + ST.c.duration_s).label("ended"),
+                func.row_number()
+                .over(partition_by=ST.c.session_id, order_by=(ST.c.stage_index.desc(), ST.c.id.desc()))
+                .label("rn"),
+            )
+            .join(S, S.c.id == ST.c.session_id)
+            .where(top, *where)
+            .subquery()
+        )
+        last = select(ranked).where(ranked.c.rn == 1).subquery()
+        per_session = (
+            select(
+                S.c.id,
+                S.c.dag_id,
+                S.c.task_id,
+                S.c.run_id,
+                S.c.started_at,
+                S.c.duration_s,
+                last.c.path,
+                last.c.records_out,
+                last.c.ended,
+                func.row_number()
+                .over(partition_by=S.c.dag_id, order_by=(S.c.started_at.desc(), S.c.id.desc()))
+                .label("newest"),
+            )
+            .outerjoin(last, last.c.session_id == S.c.id)
+            .where(*where)
+            .subquery()
+        )
+        p = per_session
+        totals = (
+            select(
+                p.c.dag_id,
+                func.count().label("sessions"),
+                func.sum(p.c.records_out).label("records"),
+                func.sum(case((p.c.records_out.is_not(None), p.c.duration_s), else_=0.0)).label("profiled"),
+            )
+            .group_by(p.c.dag_id)
+            .subquery()
+        )
+        stmt = (
+            select(totals, p.c.task_id, p.c.run_id, p.c.path, p.c.ended)
+            .join(p, and_(p.c.dag_id == totals.c.dag_id, p.c.newest == 1))
+            .order_by(totals.c.dag_id)
+        )
+        self.db.ensure_schema()
+        with self.db.read("sum records per pipeline") as conn:
+            rows = conn.execute(stmt).all()
+        return {
+            r.dag_id: PipelineRecords(
+                dag_id=r.dag_id,
+                sessions=int(r.sessions),
+                records=None if r.records is None else int(r.records),
+                profiled_s=float(r.profiled or 0.0),
+                last_task_id=r.task_id,
+                last_run_id=r.run_id,
+                last_stage=r.path,
+                last_stage_end=None if r.ended is None else float(r.ended),
+            )
+            for r in rows
+        }
