@@ -64,6 +64,45 @@ def get_etlops_cli_commands() -> list[Any]:
             ),
         ),
     )
+    pipeline = Arg(("pipeline",), help="The pipeline whose migrations to use")  # type: ignore[no-untyped-call]
+    migrations_dir = Arg(
+        ("-d", "--migrations-dir"),
+        help="The migrations folder (default [etlops] migrations_dir)",
+        default=None,
+    )  # type: ignore[no-untyped-call]
+    target_version = Arg(("-t", "--target"), help="Version to migrate to (default: the latest)", default=None)  # type: ignore[no-untyped-call]
+    base_version = Arg(("version",), help="The version the pipeline is at now")  # type: ignore[no-untyped-call]
+
+    def migration_command(name: str, text: str, *extra: Any) -> Any:
+        return ActionCommand(
+            name=name,
+            help=text,
+            func=lazy_load_command(f"etlops_airflow.cli.migrations_{name}"),
+            args=(pipeline, *extra, migrations_dir, output),
+        )
+
+    migrations = GroupCommand(
+        name="migrations",
+        help="Versioned pipeline migrations: status, plan, apply, recover, repair, baseline",
+        subcommands=(
+            migration_command(
+                "status", "Current version, pending and changed migrations, lock, crashed runs"
+            ),
+            migration_command(
+                "plan",
+                "The path to a version and the SQL each step would run (changes nothing)",
+                target_version,
+            ),
+            migration_command(
+                "apply", "Run the migrations to a version (rolls back on failure)", target_version
+            ),
+            migration_command("recover", "Restore the backup of a run whose process died, and record it"),
+            migration_command("repair", "Accept the current files of applied migrations (their checksums)"),
+            migration_command(
+                "baseline", "Set the version of a pipeline that has no ledger yet", base_version
+            ),
+        ),
+    )
     return [
         GroupCommand(
             name="etlops",
@@ -82,6 +121,7 @@ def get_etlops_cli_commands() -> list[Any]:
                     args=(output,),
                 ),
                 alerts,
+                migrations,
             ),
         )
     ]
@@ -252,3 +292,175 @@ def alerts_evaluate(args: argparse.Namespace) -> None:
     for rule_id, error in summary["errors"].items():
         text += f"\nrule {rule_id!r}: {error}"
     _emit(args, summary, text)
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from etlops_airflow import config
+    from etlops_airflow.migrations import engine_for
+
+    folder = args.migrations_dir or config.get("migrations_dir").strip()
+    if not folder:
+        _fail("give the migrations folder with --migrations-dir (or set [etlops] migrations_dir)")
+    import importlib
+
+    for module in config.get_list("migration_modules"):
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            _fail(f"[etlops] migration_modules: cannot import {module!r}: {exc}")
+    return engine_for(folder, args.pipeline, log=lambda message: None)
+
+
+def _migration_errors(func: Any) -> Any:
+    """Refusals and failures end the command with their message and a non-zero status."""
+    import functools
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> None:
+        from etlops_airflow.exceptions import EtlopsError
+
+        try:
+            func(args)
+        except EtlopsError as exc:
+            _fail(str(exc))
+
+    return run
+
+
+def _run_json(run: Any) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "pipeline": run.pipeline,
+        "state": run.state,
+        "direction": run.direction,
+        "from_version": run.from_version,
+        "to_version": run.to_version,
+        "migrations": run.migrations,
+        "error": run.error,
+    }
+
+
+@_migration_errors
+def migrations_status(args: argparse.Namespace) -> None:
+    engine = _engine(args)
+    data = engine.status()
+    data["runs"] = [_run_json(r) for r in engine.store.migrations.runs(args.pipeline, limit=10)]
+    lines = [
+        f"pipeline {data['pipeline']}: at {data['current_version']}"
+        + (
+            " (baseline)"
+            if data["baseline"]
+            else ""
+            if data["recorded"]
+            else " (no ledger yet: start version)"
+        ),
+        f"latest: {data['latest_version']}; pending: {', '.join(data['pending']) or 'none'}",
+    ]
+    if data["plan_error"]:
+        lines.append(f"no path to the latest version: {data['plan_error']}")
+    for problem in data["changed"]:
+        lines.append(f"CHANGED: {problem} (run repair to accept)")
+    if data["locked_by"]:
+        lines.append(f"locked by {data['locked_by']}")
+    if data["crashed_run"]:
+        lines.append(
+            f"CRASHED run {data['crashed_run']}: run `airflow etlops migrations recover {args.pipeline}`"
+        )
+    for run in data["runs"]:
+        lines.append(
+            f"  {run['run_id'][:12]} {run['state']:<11} {run['from_version']} -> {run['to_version']}"
+            + (f"  {run['error']}" if run["error"] else "")
+        )
+    _emit(args, data, "\n".join(lines))
+
+
+@_migration_errors
+def migrations_plan(args: argparse.Namespace) -> None:
+    engine = _engine(args)
+    plan, views = engine.dry_run(args.target)
+    data = {
+        "pipeline": plan.pipeline,
+        "from_version": str(plan.current),
+        "to_version": str(plan.target),
+        "direction": plan.direction,
+        "migrations": [m.key for m in plan.migrations],
+        "steps": [
+            {
+                "migration": v.migration,
+                "phase": v.phase,
+                "index": v.index,
+                "kind": v.kind,
+                "description": v.description,
+                "sql": v.sql,
+                "warnings": v.warnings,
+            }
+            for v in views
+        ],
+    }
+    if not plan.migrations:
+        _emit(args, data, f"{plan.pipeline} is at {plan.current} already")
+        return
+    lines = [f"{plan.pipeline}: {plan.current} -> {plan.target} ({plan.direction})"]
+    for v in views:
+        lines.append(f"{v.migration} {v.phase} {v.index} [{v.kind}] {v.description}")
+        lines += [f"    {statement}" for statement in v.sql]
+        lines += [f"    WARNING: {warning}" for warning in v.warnings]
+    _emit(args, data, "\n".join(lines))
+
+
+@_migration_errors
+def migrations_apply(args: argparse.Namespace) -> None:
+    engine = _engine(args)
+    run = engine.apply(args.target)
+    if run is None:
+        version = str(engine.current_version())
+        _emit(
+            args,
+            {"pipeline": args.pipeline, "state": "up_to_date", "version": version},
+            f"{args.pipeline} is at {version} already",
+        )
+        return
+    _emit(
+        args,
+        _run_json(run),
+        f"run {run.id}: {run.pipeline} {run.from_version} -> {run.to_version}: {run.state}",
+    )
+
+
+@_migration_errors
+def migrations_recover(args: argparse.Namespace) -> None:
+    engine = _engine(args)
+    run = engine.recover()
+    if run is None:
+        _emit(
+            args,
+            {"pipeline": args.pipeline, "recovered": None},
+            f"{args.pipeline}: no crashed run to recover",
+        )
+        return
+    _emit(args, _run_json(run), f"run {run.id}: {run.state} ({run.error})")
+
+
+@_migration_errors
+def migrations_repair(args: argparse.Namespace) -> None:
+    changed = _engine(args).repair()
+    _emit(
+        args,
+        {"pipeline": args.pipeline, "repaired": changed},
+        f"{args.pipeline}: accepted the current file of {', '.join(changed)}"
+        if changed
+        else f"{args.pipeline}: every applied migration matches its file",
+    )
+
+
+@_migration_errors
+def migrations_baseline(args: argparse.Namespace) -> None:
+    engine = _engine(args)
+    engine.baseline(args.version)
+    version = str(engine.current_version())
+    _emit(
+        args, {"pipeline": args.pipeline, "version": version}, f"{args.pipeline}: baseline set at {version}"
+    )

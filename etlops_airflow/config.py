@@ -119,6 +119,50 @@ OPTIONS: dict[str, dict[str, Any]] = {
 # Maintenance: paths, limits and schedules of the bundled maintenance DAGs.
 OPTIONS.update(
     {
+        "migrations_dir": {
+            "description": (
+                "Default migrations folder of `airflow etlops migrations` commands (their "
+                "--migrations-dir wins)."
+            ),
+            "version_added": "0.3.0",
+            "type": "string",
+            "example": "/opt/airflow/dags/migrations",
+            "default": "",
+        },
+        "migration_modules": {
+            "description": (
+                "Comma-separated Python modules that `airflow etlops migrations` commands import "
+                "first: those that register transformers and validators with "
+                "register_transformer() / register_validator() (tasks get them from their DAG file)."
+            ),
+            "version_added": "0.3.0",
+            "type": "string",
+            "example": "my_company.migrations",
+            "default": "",
+        },
+        "migration_backup_dir": {
+            "description": (
+                "Directory of the backup files that migration runs take of SQLite targets "
+                "(PostgreSQL targets are backed up inside the database). Empty: "
+                "AIRFLOW_HOME/etlops_migration_backups. A backup is removed when its run ends "
+                "cleanly; one whose restore failed is kept."
+            ),
+            "version_added": "0.3.0",
+            "type": "string",
+            "example": "/var/backups/etlops",
+            "default": "",
+        },
+        "migration_lock_ttl": {
+            "description": (
+                "Lease of a migration run's lock. The run renews it while it works; a run whose "
+                "process died blocks its pipeline until the lease expires, then waits for "
+                "`airflow etlops migrations recover`."
+            ),
+            "version_added": "0.3.0",
+            "type": "string",
+            "example": "2m",
+            "default": "5m",
+        },
         "maintenance_lock_dir": {
             "description": (
                 "Directory of the per-host lock files of maintenance tasks (flock: released when a "
@@ -533,6 +577,10 @@ def schedule_period_s(schedule: str) -> float:
 def get_list(option: str) -> list[str]:
     """A comma-separated option as a list (empty items dropped)."""
     return [item.strip() for item in get(option).split(",") if item.strip()]
+
+
+def migration_backup_dir() -> str:
+    return get("migration_backup_dir").strip() or os.path.join(airflow_home(), "etlops_migration_backups")
 
 
 def maintenance_lock_dir() -> str:

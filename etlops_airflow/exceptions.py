@@ -71,30 +71,27 @@ class InvalidProfileError(ValidationError):
         super().__init__(field, value, reason, owner="profile")
 
 
-class RuleError(ValidationError):
+class SourcedError(ValidationError):
+    """A value read from a file is wrong: names the file (``source``), the item in it, the
+    field and the value."""
+
+    def __init__(
+        self, field: str, value: object, reason: str, *, source: str | None = None, item: str | None = None
+    ) -> None:
+        self.source = source
+        self.item = item
+        where = ": ".join(part for part in (source, item) if part)
+        super().__init__(field, value, reason, owner=where or None)
+
+
+class RuleError(SourcedError):
     """An alert rule file, rule, receiver or route is wrong. Names the file, the rule id (or
     the receiver / route), the field and the value."""
 
-    def __init__(
-        self, field: str, value: object, reason: str, *, source: str | None = None, item: str | None = None
-    ) -> None:
-        self.source = source
-        self.item = item
-        where = ": ".join(part for part in (source, item) if part)
-        super().__init__(field, value, reason, owner=where or None)
 
-
-class MigrationFileError(ValidationError):
+class MigrationFileError(SourcedError):
     """A migration file is wrong. Names the file, the step (``step 3``, ``rollback 2``,
     ``validation 1``), the field and the value."""
-
-    def __init__(
-        self, field: str, value: object, reason: str, *, source: str | None = None, item: str | None = None
-    ) -> None:
-        self.source = source
-        self.item = item
-        where = ": ".join(part for part in (source, item) if part)
-        super().__init__(field, value, reason, owner=where or None)
 
 
 class MigrationFolderError(ValidationError):

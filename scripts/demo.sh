@@ -19,6 +19,11 @@ export AIRFLOW__ETLOPS__ALERT_RULES_FILE="${AIRFLOW__ETLOPS__ALERT_RULES_FILE:-$
 # The maintenance DAGs clean these demo folders (empty at first) and Airflow's own logs.
 export AIRFLOW__ETLOPS__MAINTENANCE_CACHE_PATH="${AIRFLOW__ETLOPS__MAINTENANCE_CACHE_PATH:-$DEMO/cache}"
 export AIRFLOW__ETLOPS__MAINTENANCE_CHECKPOINT_PATH="${AIRFLOW__ETLOPS__MAINTENANCE_CHECKPOINT_PATH:-$DEMO/checkpoints}"
+# The example migration DAG migrates the orders table of this SQLite file
+# (etlops_migration_example_seed creates it).
+if [ -z "${AIRFLOW_CONN_ETLOPS_DEMO_WAREHOUSE:-}" ]; then
+    export AIRFLOW_CONN_ETLOPS_DEMO_WAREHOUSE="{\"conn_type\": \"sqlite\", \"host\": \"$DEMO/warehouse.db\"}"
+fi
 # airflow standalone starts its components with the `airflow` command found on PATH.
 export PATH="$VENV_BIN:$PATH"
 mkdir -p "$AIRFLOW_HOME" "$AIRFLOW__ETLOPS__MAINTENANCE_CACHE_PATH" "$AIRFLOW__ETLOPS__MAINTENANCE_CHECKPOINT_PATH"
@@ -38,6 +43,11 @@ cat <<MSG
                airflow etlops alerts list
   Maintenance: the etlops_maintenance_* DAGs (paused); trigger one and see
                airflow etlops store-status
+  Migrations:  trigger 'etlops_migration_example_seed', then 'etlops_migration_example'
+               (Param target_version; 1.0.0 goes back down), then
+               airflow etlops migrations status demo_orders -d dags/etlops_migrations
+  Operations:  "Operations" in the UI navigation shows alerts, pipelines, health, metrics,
+               profiles, maintenance and migrations once those DAGs ran (README: make demo)
   Stop:        Ctrl-C
 
 MSG

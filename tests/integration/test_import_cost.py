@@ -15,6 +15,8 @@ DAG_FACING = [
     "etlops_airflow.operators.metrics",
     "etlops_airflow.operators.data_quality",
     "etlops_airflow.operators.alerts",
+    "etlops_airflow.operators.migrations",
+    "etlops_airflow.migrations",
     "etlops_airflow.sensors.metric",
     "etlops_airflow.sensors.alerts",
     "etlops_airflow.notifications.metric",
