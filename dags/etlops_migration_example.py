@@ -30,8 +30,8 @@ MIGRATIONS = Path(__file__).resolve().parent / "etlops_migrations"
 WAREHOUSE = "etlops_demo_warehouse"
 
 
-@register_transformer("fill_currency")
-def fill_currency(batch: TransformBatch) -> int:
+@register_transformer("demo_fill_usd")
+def demo_fill_usd(batch: TransformBatch) -> int:
     """Orders of every third customer were paid in USD: set those, one batch at a time."""
     from sqlalchemy import text
 

@@ -87,7 +87,7 @@ def test_example_migration_dag_upgrades_then_goes_back_down(airflow_db: str, tmp
     conn.close()
     assert columns == ["id", "customer", "amount", "currency"]
     assert {"ix_orders_customer", "ix_orders_currency"} <= indexes
-    assert usd == 333  # fill_currency: every third order, in batches
+    assert usd == 333  # demo_fill_usd: every third order, in batches
     log = store.migrations.steps(runs[0].id)
     steps = [(e.migration, e.index, e.state) for e in log if e.phase == "step"]
     assert steps == [("1.0.0->1.1.0", i, "success") for i in range(1, 7)] + [
@@ -226,8 +226,8 @@ from airflow.sdk import DAG
 from etlops_airflow.migrations import MigrateOperator, register_transformer, register_validator
 
 
-@register_transformer("fill_currency")
-def fill_currency(batch):
+@register_transformer("demo_fill_usd")
+def demo_fill_usd(batch):
     return 0  # nothing to fill in this DAG's runs
 
 

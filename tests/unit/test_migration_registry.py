@@ -59,3 +59,24 @@ def test_batch_quote_reaches_the_database_as_exactly_that_name(
             conn.execute(text(f"INSERT INTO {batch.quote(name)} (x) VALUES (:v)"), {"v": 7})
     assert sorted(inspect(engine).get_table_names()) == sorted(ODD_NAMES)
     engine.dispose()
+
+
+def test_a_second_function_under_a_name_replaces_the_first_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @register_transformer("registry_test_twice")
+    def first(batch: TransformBatch) -> int:
+        return 1
+
+    with caplog.at_level("WARNING"):
+
+        @register_transformer("registry_test_twice")
+        def second(batch: TransformBatch) -> int:
+            return 2
+
+    assert resolve_transformer("registry_test_twice") is second
+    assert "transformer 'registry_test_twice' was" in caplog.text and "last registration wins" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        register_transformer("registry_test_twice")(second)  # the same function again: quiet
+    assert caplog.text == ""

@@ -24,6 +24,7 @@ None or True and fails by returning False or a message, or by raising.
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ def register_transformer(name: str) -> Callable[[Transformer], Transformer]:
     _check_name("transformer", name)
 
     def decorate(func: Transformer) -> Transformer:
-        _transformers[name] = func
+        _register(_transformers, "transformer", name, func)
         return func
 
     return decorate
@@ -85,10 +86,29 @@ def register_validator(name: str) -> Callable[[Validator], Validator]:
     _check_name("validator", name)
 
     def decorate(func: Validator) -> Validator:
-        _validators[name] = func
+        _register(_validators, "validator", name, func)
         return func
 
     return decorate
+
+
+def _register(registry: dict[str, Any], kind: str, name: str, func: Any) -> None:
+    """Register ``func``; another function already under ``name`` is replaced, and said so
+    (the same function from a re-imported module replaces it quietly)."""
+    found = registry.get(name)
+    if found is not None and _origin(found) != _origin(func):
+        logging.getLogger(__name__).warning(
+            "%s %r was %s and is now %s: the last registration wins; give them distinct names",
+            kind,
+            name,
+            _origin(found),
+            _origin(func),
+        )
+    registry[name] = func
+
+
+def _origin(func: Any) -> str:
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
 
 
 def _resolve(kind: str, name: str, registered: Mapping[str, Any], group: str) -> Any:
