@@ -58,14 +58,13 @@ def open_target(conn_id: str) -> Target:
     """The target database of an Airflow Connection (sqlite or postgres)."""
     from sqlalchemy import create_engine
 
+    from etlops_airflow._connections import get_connection
     from etlops_airflow.core.migrations.target import Target
     from etlops_airflow.exceptions import ValidationError
     from etlops_airflow.operators.data_quality import url_for_connection
 
     try:
-        from airflow.sdk import BaseHook
-
-        conn: Any = BaseHook.get_connection(conn_id)
+        conn: Any = get_connection(conn_id)
     except Exception as exc:
         raise ValidationError(
             "target.conn_id", conn_id, f"connection not found or unreadable: {exc}"

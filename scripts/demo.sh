@@ -19,11 +19,6 @@ export AIRFLOW__ETLOPS__ALERT_RULES_FILE="${AIRFLOW__ETLOPS__ALERT_RULES_FILE:-$
 # The maintenance DAGs clean these demo folders (empty at first) and Airflow's own logs.
 export AIRFLOW__ETLOPS__MAINTENANCE_CACHE_PATH="${AIRFLOW__ETLOPS__MAINTENANCE_CACHE_PATH:-$DEMO/cache}"
 export AIRFLOW__ETLOPS__MAINTENANCE_CHECKPOINT_PATH="${AIRFLOW__ETLOPS__MAINTENANCE_CHECKPOINT_PATH:-$DEMO/checkpoints}"
-# The example migration DAG migrates the orders table of this SQLite file
-# (etlops_migration_example_seed creates it).
-if [ -z "${AIRFLOW_CONN_ETLOPS_DEMO_WAREHOUSE:-}" ]; then
-    export AIRFLOW_CONN_ETLOPS_DEMO_WAREHOUSE="{\"conn_type\": \"sqlite\", \"host\": \"$DEMO/warehouse.db\"}"
-fi
 # airflow standalone starts its components with the `airflow` command found on PATH.
 export PATH="$VENV_BIN:$PATH"
 mkdir -p "$AIRFLOW_HOME" "$AIRFLOW__ETLOPS__MAINTENANCE_CACHE_PATH" "$AIRFLOW__ETLOPS__MAINTENANCE_CHECKPOINT_PATH"
@@ -31,6 +26,12 @@ mkdir -p "$AIRFLOW_HOME" "$AIRFLOW__ETLOPS__MAINTENANCE_CACHE_PATH" "$AIRFLOW__E
 
 airflow db migrate > "$DEMO/migrate.log" 2>&1 || { cat "$DEMO/migrate.log"; exit 1; }
 airflow etlops store-upgrade
+# The example migration DAG migrates the orders table of this SQLite file
+# (etlops_migration_example_seed creates it). A Connection in the metadata DB, so that
+# `airflow etlops migrations ...` in another shell finds it too.
+airflow connections get etlops_demo_warehouse > /dev/null 2>&1 ||
+    airflow connections add etlops_demo_warehouse \
+        --conn-json "{\"conn_type\": \"sqlite\", \"host\": \"$DEMO/warehouse.db\"}" > /dev/null
 
 cat <<MSG
 

@@ -71,8 +71,10 @@ def url_from_connection(conn: Any) -> str:
 
 
 def url_from_connection_id(conn_id: str) -> str:
+    from etlops_airflow._connections import get_connection
+
     try:
-        conn = BaseHook.get_connection(conn_id)
+        conn = get_connection(conn_id)
     except Exception as exc:
         raise ConfigError("store_conn_id", conn_id, f"connection not found or unreadable: {exc}") from None
     return url_from_connection(conn)

@@ -312,3 +312,34 @@ def test_operator_and_factory_arguments_are_checked_at_parse_time(tmp_path: Path
         ValidationError, match=r"build_migration_dag 'd': migrations_dir .*: is not a directory"
     ):
         build_migration_dag("d", tmp_path / "missing", "demo_orders")
+
+
+def test_commands_find_a_target_connection_kept_in_the_metadata_db(airflow_db: str, tmp_path: Path) -> None:
+    warehouse = tmp_path / "kept.db"
+    conn = sqlite3.connect(warehouse)
+    conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, cust TEXT)")
+    conn.close()
+    folder = tmp_path / "migrations" / "kept"
+    folder.mkdir(parents=True)
+    (folder / "1.1.0.yaml").write_text(
+        "pipeline: kept\nfrom_version: 1.0.0\nto_version: 1.1.0\ntarget: {conn_id: etlops_test_kept_db}\n"
+        "steps:\n  - schema_change: {table: orders, add_column: {name: region, type: text}}\n"
+    )
+    env = {"AIRFLOW__ETLOPS__STORE_URL": f"sqlite:///{tmp_path / 'store.db'}"}
+    added = _airflow(
+        [
+            "connections",
+            "add",
+            "etlops_test_kept_db",
+            "--conn-json",
+            json.dumps({"conn_type": "sqlite", "host": str(warehouse)}),
+        ],
+        env,
+    )
+    assert added.returncode == 0, added.stderr[-2000:]
+    try:
+        plan = _airflow(["etlops", "migrations", "plan", "kept", "-d", str(tmp_path / "migrations")], env)
+        assert plan.returncode == 0, plan.stderr[-2000:]
+        assert 'ALTER TABLE "orders" ADD COLUMN "region" TEXT' in plan.stdout
+    finally:
+        _airflow(["connections", "delete", "etlops_test_kept_db"], env)
