@@ -2,10 +2,16 @@
 
 ::
 
+    from sqlalchemy import text
+
     from etlops_airflow.migrations import build_migration_dag, register_transformer
 
     @register_transformer("fill_currency")
-    def fill_currency(batch): ...
+    def fill_currency(batch):
+        table = batch.quote(batch.params["table"])
+        return batch.conn.execute(
+            text(f"UPDATE {table} SET currency = 'EUR' WHERE currency IS NULL")
+        ).rowcount
 
     dag = build_migration_dag("orders_migrations", MIGRATIONS_DIR, "orders")
 

@@ -227,6 +227,11 @@ class MigrationsStore:
             if version is not None:
                 self._set_version(conn, version[0], version[1], run_id, baseline=False, now=now)
 
+    def set_owner(self, run_id: str, owner: str) -> None:
+        """Hand a run to a new owner (``recover`` taking over a run whose process died)."""
+        with self.db.write(f"take over migration run {run_id}") as conn:
+            conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(owner=owner))
+
     def get_run(self, run_id: str) -> MigrationRun | None:
         self.db.ensure_schema()
         with self.db.read(f"read migration run {run_id}") as conn:

@@ -884,16 +884,7 @@ class MigrationEngine:
             return None
         owner = owner or new_owner("recover")
         self._acquire(owner)
-        with self.store.db.write("take over crashed migration run") as conn:
-            from sqlalchemy import update
-
-            from etlops_airflow.store import schema
-
-            conn.execute(
-                update(schema.migration_runs)
-                .where(schema.migration_runs.c.id == crashed.id)
-                .values(owner=owner)
-            )
+        self.store.migrations.set_owner(crashed.id, owner)
         run = self._run(crashed.id)
         seq = self.store.migrations.log_step(
             run.id,
@@ -909,8 +900,9 @@ class MigrationEngine:
             return self._run(run.id)
         self.mark_failed(run.id, f"the process running it ({crashed.owner}) was gone")
         self.store.migrations.finish_step(run.id, seq, "success", detail={"action": "restore"})
+        run = self._run(run.id)  # with the failure just noted
         with self._held(run):
-            state, error = self._settle_for_recover(run)
+            state, error = self._settle(run)
         message = f"recovered after a crash of {crashed.owner}" + ("" if error is None else f"; {error}")
         self.store.migrations.end_run(
             run.id, "recovered" if state == "rolled_back" else "failed", error=message
@@ -919,10 +911,6 @@ class MigrationEngine:
             self._discard_backup(self._run(run.id))
         self.store.locks.release(lock_name(self.pipeline), owner)
         return self._run(run.id)
-
-    def _settle_for_recover(self, run: MigrationRun) -> tuple[str, str | None]:
-        run = self._run(run.id)
-        return self._settle(run)
 
     def _finished_forward(self, run: MigrationRun) -> bool:
         entries = self.store.migrations.steps(run.id)
